@@ -1,0 +1,39 @@
+"""Test sessions: the suite on every supported CPython found on this machine."""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+
+nox.options.sessions = ["tests", "realworld"]
+nox.options.reuse_existing_virtualenvs = True
+# A missing interpreter is skipped with nox's own message ("Python interpreter
+# 3.X not found"), on CI too; `tests` below also says so in one line.
+nox.options.error_on_missing_interpreters = False
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The unit suite, once per interpreter."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "not realworld", *session.posargs)
+
+
+@nox.session(python="3.11")
+def realworld(session: nox.Session) -> None:
+    """Real leaks from public issue trackers, each in its own pinned venv."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-m", "realworld", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "reftrace", "tests", "bench")
+
+
+if __name__ == "__main__":
+    print({v: shutil.which(f"python{v}") for v in PYTHONS})

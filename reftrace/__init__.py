@@ -1,0 +1,38 @@
+"""reftrace: find memory leaks by following references.
+
+``with reftrace.watch() as w:`` snapshots the heap around a lifecycle; once
+the block exits, ``w.report`` says which tracked objects are still alive,
+the shortest chain of references from a root that keeps each one, and which
+new objects outlived the block, grouped by where they attach to the old heap.
+"""
+
+from __future__ import annotations
+
+from reftrace.report import (
+    Allocation,
+    Leak,
+    LeakGroup,
+    Path,
+    Report,
+    Root,
+    Step,
+    SurvivorGroup,
+)
+from reftrace.watch import AsyncTrackedStream, TrackedStream, Watch, watch
+
+__all__ = [
+    "Allocation",
+    "AsyncTrackedStream",
+    "Leak",
+    "LeakGroup",
+    "Path",
+    "Report",
+    "Root",
+    "Step",
+    "SurvivorGroup",
+    "TrackedStream",
+    "Watch",
+    "watch",
+]
+
+__version__ = "0.1.0"

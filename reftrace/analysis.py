@@ -1,0 +1,405 @@
+"""Analysis: from the state a block left behind to a ``Report``.
+
+Leaks are tracked objects still alive; each gets a shortest root path.
+Survivors are all new objects still alive, grouped by where they attach to
+the old heap (the old object and the reference from it). Each node on a path
+is classified old or new; the reference from the last old node to the first
+new one is the *suspect*: where the leak attaches. Leaks with the same suspect
+reference share a signature.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from reftrace import labels
+from reftrace.capture import BlockState
+from reftrace.heap import HeapView, RootEdge
+from reftrace.objects import describe, safe_sizeof, type_name
+from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
+from reftrace.report import Leak, Path, Report, Root, Step, SurvivorGroup, weak_handle
+
+#: Kinds of edge whose exact label varies between siblings (``[3]``, ``['run-7']``).
+_ITEM_KINDS = ("index", "key", "item", "dictkey")
+_MAX_RETAINED_WALK = 100_000
+
+
+@dataclass
+class Options:
+    max_depth: int = DEFAULT_MAX_DEPTH
+    survivors: bool = True
+    max_survivor_groups: int = 50
+
+
+def build_report(
+    state: BlockState,
+    targets: list[object],
+    tracked: int,
+    own_ids: set[int],
+    exception: BaseException | None,
+    options: Options,
+) -> Report:
+    t0 = time.perf_counter()
+    heap = HeapView(own_ids, exception)
+    heap.own.add(id(targets))
+    for obj in targets:
+        heap.nodes[id(obj)] = obj
+    target_ids = [id(obj) for obj in targets]
+    results = shortest_paths(heap, target_ids, options.max_depth)
+    t1 = time.perf_counter()
+
+    leaks = []
+    collected = tracked - len(targets)
+    for obj, key in zip(targets, target_ids):
+        result = results[key]
+        if isinstance(result, NotFound) and result.garbage:
+            collected += 1
+            continue
+        leaks.append(_leak(obj, result, heap, state))
+    t2 = time.perf_counter()
+
+    survivors: list[SurvivorGroup] = []
+    garbage_survivors = 0
+    if options.survivors and state.entries:
+        survivors, garbage_survivors = _survivor_groups(heap, state, options)
+    t3 = time.perf_counter()
+
+    notes = list(state.notes)
+    if garbage_survivors:
+        notes.append(
+            f"{garbage_survivors} new objects are held only by unreachable cycles "
+            "(garbage the next gc run frees); they are not listed as survivors"
+        )
+    timings = dict(state.timings)
+    timings.update(leak_paths=t1 - t0, leaks=t2 - t1, survivors=t3 - t2)
+    heap.nodes.clear()
+    return Report(
+        leaks=leaks,
+        survivors=survivors,
+        allocations=state.allocations,
+        tracked=tracked,
+        collected=collected,
+        new_objects=len(state.young),
+        notes=notes,
+        timings=timings,
+    )
+
+
+# -- paths as data ------------------------------------------------------------
+
+
+def _status(obj: object, young_ids: set[int]) -> str:
+    if id(obj) in young_ids:
+        return "new"
+    return "old" if gc.is_tracked(obj) else "unknown"
+
+
+def _root(edge: RootEdge) -> Root:
+    if edge.kind == "module":
+        return Root("module", edge.module)
+    if edge.kind == "frame" and edge.frame_local is not None:
+        local = edge.frame_local
+        return Root("frame", local.thread, local.function, local.filename, local.lineno)
+    return Root(edge.kind, "")
+
+
+def _first_step(edge: RootEdge, heap: HeapView, first: object) -> labels.Edge:
+    if edge.kind == "module":
+        return labels.global_edge(heap.nodes[edge.holder_id], first)  # type: ignore[arg-type]
+    if edge.kind == "frame" and edge.frame_local is not None:
+        name = edge.frame_local.name
+        return labels.Edge("local", f"local '{name}'", name)
+    if edge.kind == "exception":
+        return labels.Edge("exception", "<exception in flight>", "<exception>")
+    return labels.Edge("hidden", "<held from outside the gc>", "<hidden>")
+
+
+def make_path(found: Found, heap: HeapView, young_ids: set[int]) -> Path:
+    objects = [heap.nodes[key] for key in found.chain]
+    edges = [_first_step(found.root, heap, objects[0])]
+    edges += [labels.edge(parent, child) for parent, child in zip(objects, objects[1:])]
+    statuses = [_status(obj, young_ids) for obj in objects]
+    names = [type_name(obj) for obj in objects]
+    details = [describe(obj) for obj in objects]
+    edges, statuses, names, details = _collapse(edges, objects, statuses, names, details)
+    suspect = _suspect_index(statuses)
+    steps = tuple(
+        Step(e.label, e.kind, e.code, n, s, i == suspect, d)
+        for i, (e, s, n, d) in enumerate(zip(edges, statuses, names, details))
+    )
+    return Path(_root(found.root), steps)
+
+
+def _collapse(
+    edges: list[labels.Edge],
+    objects: list[object],
+    statuses: list[str],
+    names: list[str],
+    details: list[str],
+) -> tuple[list[labels.Edge], list[str], list[str], list[str]]:
+    """Merge hops a person would write as one: ``.__dict__['x']`` is ``.x``, a
+    function's ``.__closure__[0].cell_contents`` is ``cell 'name'``."""
+    out_e: list[labels.Edge] = []
+    out_s: list[str] = []
+    out_n: list[str] = []
+    out_d: list[str] = []
+    i = 0
+    while i < len(edges):
+        e = edges[i]
+        if (
+            e.code == ".__dict__"
+            and i + 1 < len(edges)
+            and edges[i + 1].kind == "key"
+            and edges[i + 1].label.startswith("['")
+        ):
+            name = edges[i + 1].label[2:-2]
+            if name.isidentifier():
+                e = labels.Edge("attr", f".{name}", f".{name}")
+                i += 1
+        elif e.code == ".__closure__" and i + 2 < len(edges) and edges[i + 1].kind == "index":
+            function = objects[i - 1] if i >= 1 else None
+            index = int(edges[i + 1].label[1:-1])
+            freevars = getattr(getattr(function, "__code__", None), "co_freevars", ())
+            name = freevars[index] if index < len(freevars) else str(index)
+            if i + 2 < len(edges) and edges[i + 2].code == ".cell_contents":
+                e = labels.Edge("cell", f"cell '{name}'", f".__closure__[{index}].cell_contents")
+                i += 2
+            else:
+                e = labels.Edge("cell", f"cell '{name}' (the cell)", f".__closure__[{index}]")
+                i += 1
+        out_e.append(e)
+        out_s.append(statuses[i])
+        out_n.append(names[i])
+        out_d.append(details[i])
+        i += 1
+    return out_e, out_s, out_n, out_d
+
+
+def _suspect_index(statuses: list[str]) -> int:
+    """The step entering the first non-old object after the last old one (-1 if none)."""
+    previous = "old"  # the root itself existed before the block
+    suspect = -1
+    for i, status in enumerate(statuses):
+        if previous == "old" and status != "old":
+            suspect = i
+        previous = status
+    return suspect
+
+
+def signature(path: Path | None, type_text: str, reason: str = "") -> str:
+    """Leaks whose suspect references match share this string."""
+    if path is None:
+        return f"{type_text} | {reason}"
+    parts = [path.root.kind, path.root.name, path.root.function]
+    suspect = next((i for i, s in enumerate(path.steps) if s.is_suspect), len(path.steps) - 1)
+    for step in path.steps[: suspect + 1]:
+        parts.append("[*]" if step.kind in _ITEM_KINDS else step.label)
+    parts.append(type_text)
+    return " | ".join(parts)
+
+
+# -- leaks ----------------------------------------------------------------------
+
+
+def _leak(obj: object, result: Found | NotFound, heap: HeapView, state: BlockState) -> Leak:
+    name = type_name(obj)
+    path = make_path(result, heap, state.young_ids) if isinstance(result, Found) else None
+    reason = result.reason if isinstance(result, NotFound) else ""
+    size, count = retained(obj, state.young_ids, heap)
+    return Leak(
+        type_name=name,
+        path=path,
+        signature=signature(path, name, reason),
+        size=size,
+        objects=count,
+        allocated_at=state.sites.get(id(obj)),
+        reason=reason,
+        _ref=weak_handle(obj),
+    )
+
+
+def retained(obj: object, young_ids: set[int], heap: HeapView) -> tuple[int, int]:
+    """Bytes and count of ``obj`` plus the new objects reachable from it.
+
+    Objects the gc does not track (strings, atomic tuples) count when only
+    one reference holds them: they belong to what holds them.
+    """
+    seen = {id(obj)}
+    size = safe_sizeof(obj)
+    queue = deque([obj])
+    heap.own.update((id(queue),))
+    while queue and len(seen) < _MAX_RETAINED_WALK:
+        current = queue.popleft()
+        for child in gc.get_referents(current):
+            key = id(child)
+            if key in seen:
+                continue
+            if key in young_ids:
+                seen.add(key)
+                size += safe_sizeof(child)
+                queue.append(child)
+            elif not gc.is_tracked(child) and _exclusively_held(child):
+                seen.add(key)
+                size += safe_sizeof(child)
+    heap.own.discard(id(queue))
+    return size, len(seen)
+
+
+def _untracked_size(obj: object) -> int:
+    """Bytes of the untracked objects (strings, atomic dicts) only ``obj`` holds."""
+    size = 0
+    for child in gc.get_referents(obj):
+        if not gc.is_tracked(child) and _exclusively_held(child):
+            size += safe_sizeof(child)
+    return size
+
+
+def _exclusively_held(obj: object) -> bool:
+    import sys
+
+    # One reference from its holder, plus the referents list being iterated,
+    # the caller's loop variable, this argument and getrefcount's own.
+    return sys.getrefcount(obj) <= 5 and type(obj) not in (type, int, bool)
+
+
+# -- survivors ------------------------------------------------------------------
+
+
+def _survivor_groups(
+    heap: HeapView, state: BlockState, options: Options
+) -> tuple[list[SurvivorGroup], int]:
+    young = state.young
+    entry_ids = [id(young[i]) for i in state.entries]
+    for i in state.entries:
+        heap.nodes[id(young[i])] = young[i]
+    holders = heap.referrers(entry_ids)
+    young_ids = state.young_ids
+
+    # Group entries by (old holder, kind of reference), or by a direct root.
+    groups: dict[tuple[int, str], list[int]] = {}
+    edges: dict[tuple[int, str], labels.Edge] = {}
+    unexplained: list[int] = []
+    for key in entry_ids:
+        old_holders = [h for h in holders[key] if h not in young_ids]
+        obj = heap.nodes[key]
+        roots = heap.direct_roots(obj)
+        if roots:
+            root = min(roots, key=lambda r: r.priority)
+            group_key = (0, f"root:{root.kind}:{root.frame_local}")
+            groups.setdefault(group_key, []).append(key)
+            continue
+        module_holders = [h for h in old_holders if h in heap.module_dicts]
+        holder = (module_holders or old_holders or [0])[0]
+        if not holder:
+            if not any(h in young_ids for h in holders[key]):
+                unexplained.append(key)
+            continue
+        edge = labels.edge(heap.nodes[holder], obj)
+        group_key = (holder, "[*]" if edge.kind in _ITEM_KINDS else edge.label)
+        groups.setdefault(group_key, []).append(key)
+        edges.setdefault(group_key, edge)
+    if unexplained:
+        objects = [heap.nodes[k] for k in unexplained]
+        heap.own.add(id(objects))
+        hidden = heap.hidden_references(objects)
+        heap.own.discard(id(objects))
+        del objects
+        for key, count in zip(unexplained, hidden):
+            if count > 0:
+                groups.setdefault((0, "root:hidden:None"), []).append(key)
+
+    # Assign every new object to the first group that reaches it.
+    index = {id(obj): i for i, obj in enumerate(young)}
+    owner = [-1] * len(young)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
+    for group_number, (_, members) in enumerate(ordered):
+        queue = deque(index[k] for k in members if owner[index[k]] < 0)
+        for i in queue:
+            owner[i] = group_number
+        while queue:
+            i = queue.popleft()
+            for child_key in map(id, gc.get_referents(young[i])):
+                j = index.get(child_key)
+                if j is not None and owner[j] < 0:
+                    owner[j] = group_number
+                    queue.append(j)
+    counts: list[Counter[str]] = [Counter() for _ in ordered]
+    sizes = [0] * len(ordered)
+    for i, group_number in enumerate(owner):
+        if group_number >= 0:
+            counts[group_number][type_name(young[i])] += 1
+            sizes[group_number] += safe_sizeof(young[i]) + _untracked_size(young[i])
+
+    # Paths from roots to the old holders.
+    holder_ids = [group_key[0] for group_key, _ in ordered[: options.max_survivor_groups] if group_key[0]]
+    paths = shortest_paths(heap, holder_ids, options.max_depth) if holder_ids else {}
+
+    out: list[SurvivorGroup] = []
+    garbage = 0
+    for group_number, (group_key, members) in enumerate(ordered):
+        holder, edge_text = group_key
+        count = sum(counts[group_number].values())
+        if count == 0:
+            continue
+        top = counts[group_number].most_common(5)
+        if not holder:
+            first = heap.nodes[members[0]]
+            roots = heap.direct_roots(first)
+            root_edge = min(roots, key=lambda r: r.priority) if roots else RootEdge("hidden", 0)
+            path = make_path(Found(root_edge, [members[0]]), heap, young_ids)
+            out.append(
+                SurvivorGroup(
+                    attachment=path.expression,
+                    holder_type=path.root.describe(),
+                    edge=path.steps[0].label,
+                    path=path,
+                    count=count,
+                    size=sizes[group_number],
+                    top_types=top,
+                )
+            )
+            continue
+        result = paths.get(holder)
+        edge = edges[group_key]
+        holder_type = type_name(heap.nodes[holder])
+        if isinstance(result, NotFound) and result.garbage:
+            garbage += count
+            continue
+        step_edge = edge if len(members) == 1 else labels.Edge(edge.kind, edge_text, "[*]" if edge.kind in _ITEM_KINDS else edge.code)
+        path = None
+        reason = ""
+        if isinstance(result, Found):
+            base = make_path(result, heap, young_ids)
+            first = heap.nodes[members[0]]
+            step = Step(
+                step_edge.label,
+                step_edge.kind,
+                step_edge.code,
+                type_name(first),
+                "new",
+                is_suspect=base.suspect is None,
+                detail=f"{len(members)} references" if len(members) > 1 else describe(first),
+            )
+            path = Path(base.root, base.steps + (step,))
+        elif isinstance(result, NotFound):
+            reason = result.reason
+        else:
+            reason = f"path not computed: only the {options.max_survivor_groups} largest groups get one"
+        attachment = path.expression if path else f"<{holder_type}>{step_edge.code}"
+        out.append(
+            SurvivorGroup(
+                attachment=attachment,
+                holder_type=holder_type,
+                edge=step_edge.label,
+                path=path,
+                count=count,
+                size=sizes[group_number],
+                top_types=top,
+                reason=reason,
+            )
+        )
+    out.sort(key=lambda g: (-g.size, -g.count))
+    return out, garbage

@@ -1,0 +1,212 @@
+"""Capture: gc and tracemalloc state before and after a watched block.
+
+On entry: a full ``gc.collect()``, then ``gc.freeze()`` moves every object
+alive at that moment into the permanent generation. At exit the ordinary
+generations hold exactly the block's new tracked objects, so finding them
+costs O(new), not O(heap); ``gc.unfreeze()`` then makes the old heap visible
+to the referrer search again. When the program has frozen objects itself
+(``gc.get_freeze_count() > 0``) unfreezing would undo its work, so the
+capture falls back to a set of the ids alive on entry.
+
+``tracemalloc`` traces only during the block (1 frame unless asked for more),
+so its cost follows what the block allocates, not the size of the heap.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import threading
+import time
+import tracemalloc
+from dataclasses import dataclass, field
+
+from reftrace.objects import PACKAGE_DIR, allocation_site, is_own, short_path
+from reftrace.report import Allocation
+
+_MAX_EXIT_COLLECTS = 3
+
+#: Captures between start() and stop(), in every thread. Only a capture that
+#: runs alone may keep the heap frozen: a second one demotes the first to ids.
+_ACTIVE: list[Capture] = []
+_ACTIVE_LOCK = threading.Lock()
+
+
+@dataclass
+class BlockState:
+    """What the exit of a block leaves for the analysis."""
+
+    young: list[object]
+    young_ids: set[int]
+    entries: list[int]  # indices into young: new objects held from outside the new set
+    allocations: list[Allocation]
+    sites: dict[int, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Capture:
+    """Snapshots around one block. ``start()`` on entry, ``stop()`` on exit."""
+
+    def __init__(self, frames: int = 1, allocations: int = 30) -> None:
+        if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+            raise ValueError(f"frames must be a positive int, got {frames!r}")
+        self.frames = frames
+        self.max_allocations = allocations
+        self.freeze_mode = False
+        self.old_ids: set[int] | None = None
+        self.started_tracing = False
+        self.before: tracemalloc.Snapshot | None = None
+        self.timings: dict[str, float] = {}
+
+    def start(self) -> None:
+        t0 = time.perf_counter()
+        with _ACTIVE_LOCK:
+            for other in _ACTIVE:
+                other._demote()
+            gc.collect()
+            t1 = time.perf_counter()
+            self.freeze_mode = gc.get_freeze_count() == 0 and not _ACTIVE
+            if self.freeze_mode:
+                gc.freeze()
+            else:
+                self.old_ids = set(map(id, gc.get_objects()))
+            _ACTIVE.append(self)
+        if tracemalloc.is_tracing():
+            self.before = tracemalloc.take_snapshot()
+        else:
+            tracemalloc.start(self.frames)
+            self.started_tracing = True
+        self.timings["enter_collect"] = t1 - t0
+        self.timings["enter"] = time.perf_counter() - t0
+
+    def _demote(self) -> None:
+        """Another capture starts: stop freezing, remember the old objects by id."""
+        if not self.freeze_mode:
+            return
+        unfrozen = set(map(id, gc.get_objects()))
+        gc.unfreeze()
+        self.old_ids = {key for key in map(id, gc.get_objects()) if key not in unfrozen}
+        self.freeze_mode = False
+
+    def abort(self) -> None:
+        """Undo ``start()``: restore tracemalloc and gc (also when the exit fails)."""
+        with _ACTIVE_LOCK:
+            if self in _ACTIVE:
+                _ACTIVE.remove(self)
+            if self.started_tracing and tracemalloc.is_tracing():
+                tracemalloc.stop()
+            self.started_tracing = False
+            if self.freeze_mode:
+                gc.unfreeze()
+                self.freeze_mode = False
+
+    def stop(self, own_ids: set[int], targets: list[object]) -> BlockState:
+        """Collect, list the new objects, read allocation sites, restore gc and tracemalloc."""
+        t0 = time.perf_counter()
+        for _ in range(_MAX_EXIT_COLLECTS):
+            if gc.collect() == 0:
+                break
+        t1 = time.perf_counter()
+        notes: list[str] = []
+        try:
+            with _ACTIVE_LOCK:  # another thread's start() may demote this capture
+                if self.freeze_mode:
+                    young = gc.get_objects(0) + gc.get_objects(1) + gc.get_objects(2)
+                else:
+                    old = self.old_ids or set()
+                    young = [o for o in gc.get_objects() if id(o) not in old]
+            if self.old_ids is not None and gc.get_freeze_count():
+                notes.append(
+                    "the program froze objects with gc.freeze(): new objects were found by id, "
+                    "and references from frozen objects are invisible to the search"
+                )
+            own_ids.add(id(young))
+            young = [o for o in young if id(o) not in own_ids and not is_own(o)]
+            own_ids.add(id(young))
+            if self.started_tracing:
+                young = _drop_presumed_old(young)
+                own_ids.add(id(young))
+            young_ids = set(map(id, young))
+            entries = _entry_points(young)
+            t2 = time.perf_counter()
+            allocations = self._allocations()
+            sites: dict[int, str] = {}
+            if tracemalloc.is_tracing():
+                for obj in targets:
+                    site = allocation_site(obj)
+                    if site:
+                        sites[id(obj)] = site
+                for index in entries[:1000]:
+                    site = allocation_site(young[index])
+                    if site:
+                        sites[id(young[index])] = site
+            t3 = time.perf_counter()
+        finally:
+            self.abort()
+        timings = dict(self.timings)
+        timings.update(exit_collect=t1 - t0, new_objects=t2 - t1, allocations=t3 - t2)
+        return BlockState(young, young_ids, entries, allocations, sites, notes, timings)
+
+    def _allocations(self) -> list[Allocation]:
+        if not tracemalloc.is_tracing():
+            return []
+        snapshot = tracemalloc.take_snapshot().filter_traces(_ALLOCATION_FILTERS)
+        key = "traceback" if tracemalloc.get_traceback_limit() > 1 else "lineno"
+        if self.before is not None:
+            before = self.before.filter_traces(_ALLOCATION_FILTERS)
+            stats = [s for s in snapshot.compare_to(before, key) if s.size_diff > 0]
+            rows = [(s.traceback, s.size_diff, s.count_diff) for s in stats]
+        else:
+            rows = [(s.traceback, s.size, s.count) for s in snapshot.statistics(key)]
+        rows.sort(key=lambda row: -row[1])
+        out = []
+        for traceback, size, count in rows[: self.max_allocations]:
+            frames = tuple(f"{short_path(f.filename)}:{f.lineno}" for f in traceback)
+            out.append(Allocation(frames[0] if frames else "?", size, count, frames))
+        return out
+
+
+_ALLOCATION_FILTERS = [
+    tracemalloc.Filter(False, os.path.join(PACKAGE_DIR, "*")),
+    tracemalloc.Filter(False, tracemalloc.__file__),
+    tracemalloc.Filter(False, "<frozen importlib._bootstrap>"),
+    tracemalloc.Filter(False, "<frozen importlib._bootstrap_external>"),
+    tracemalloc.Filter(False, "<unknown>"),
+]
+
+
+def _drop_presumed_old(young: list[object]) -> list[object]:
+    """Leave out dicts and tuples that were allocated before the block.
+
+    An empty dict (or a tuple of atomic values) is not tracked by the gc, so
+    it was not frozen on entry; when the block stores a container in it, it
+    becomes tracked and lands among the new objects. tracemalloc, started on
+    entry, has no trace for memory allocated before: such objects are old.
+    (A dict from the interpreter's free list, allocated before the block, is
+    indistinguishable; at most a few dozen per block are.)
+    """
+    get = tracemalloc.get_object_traceback
+    return [o for o in young if type(o) not in (dict, tuple) or get(o) is not None]
+
+
+def _entry_points(young: list[object]) -> list[int]:
+    """Indices of new objects referenced from outside the new set.
+
+    An object's reference count minus the references it gets from other new
+    objects is what the old heap (or C code, or a running frame) holds.
+    """
+    index = {id(obj): i for i, obj in enumerate(young)}
+    incoming = [0] * len(young)
+    for i in range(len(young)):
+        for key in map(id, gc.get_referents(young[i])):
+            j = index.get(key)
+            if j is not None:
+                incoming[j] += 1
+    entries = []
+    for i in range(len(young)):
+        # References: the `young` list and getrefcount's own argument.
+        if sys.getrefcount(young[i]) - 2 - incoming[i] > 0:
+            entries.append(i)
+    return entries

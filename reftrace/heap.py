@@ -1,0 +1,211 @@
+"""The heap graph: who refers to whom, read from the live gc.
+
+``HeapView`` answers "which objects refer to these?" for a batch of objects,
+with one pass over the heap per call, and knows the roots: module globals,
+local variables of running frames, and the exception leaving the watched
+block. Weak references never appear: ``gc.get_referents`` of a weak
+reference does not return its referent, so they cannot retain anything here.
+
+Two ways to find referrers, picked by batch size:
+
+- ``gc.get_referrers(*batch)`` scans the heap in C, but compares every edge
+  with every object of the batch, so it is used for small batches;
+- a forward scan over ``gc.get_objects()`` that asks, chunk by chunk, whether
+  any referent is in the batch (a set lookup), for large ones.
+
+Everything reftrace itself creates while looking (its lists, its dicts, the
+frames of its functions) is excluded from every answer.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+from collections import Counter
+from dataclasses import dataclass
+
+from reftrace import frames as _frames
+from reftrace.objects import is_immortal, is_own, module_name
+
+#: Above this many objects per call, a forward scan beats gc.get_referrers.
+SMALL_BATCH = 24
+_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class RootEdge:
+    """A root holding an object directly: a module global, a frame local, ..."""
+
+    kind: str  # "module" | "frame" | "exception" | "hidden"
+    holder_id: int  # id of the module dict, or 0
+    frame_local: _frames.FrameLocal | None = None
+    module: str = ""
+
+    @property
+    def priority(self) -> int:
+        return ("module", "frame", "exception", "hidden").index(self.kind)
+
+
+class HeapView:
+    """A read-only view of the heap for one analysis."""
+
+    def __init__(self, own_ids: set[int], exception: BaseException | None = None) -> None:
+        self.own = own_ids
+        self.module_dicts: dict[int, str] = {}
+        for name, module in list(sys.modules.items()):
+            if isinstance(module, types.ModuleType):
+                namespace = types.ModuleType.__dict__["__dict__"].__get__(module)
+                canonical = module_name(module)
+                self.module_dicts.setdefault(id(namespace), canonical if canonical != "?" else name)
+        running = _frames.running_frames()
+        self.frame_ids = {id(frame) for _, _, frame in running}
+        self.locals, snapshots = _frames.locals_index(running)
+        del running
+        self.snapshots = snapshots
+        self.own.update(id(s) for s in snapshots)
+        self.exception_id = id(exception) if exception is not None else 0
+        self._all: list[object] | None = None
+        self._future_holders: dict[int, list[object]] | None = None
+        #: Every object the analysis has touched, by id: the only place it keeps them.
+        self.nodes: dict[int, object] = {}
+        self.own.update((id(self.__dict__), id(self.nodes), id(self.locals)))
+
+    # -- roots ---------------------------------------------------------------
+
+    def direct_roots(self, obj: object) -> list[RootEdge]:
+        """Roots that hold ``obj`` without any object in between."""
+        found = []
+        local = self.locals.get(id(obj))
+        if local is not None:
+            found.append(RootEdge("frame", 0, frame_local=local))
+        if self.exception_id and id(obj) == self.exception_id:
+            found.append(RootEdge("exception", 0))
+        return found
+
+    def excluded(self, obj: object) -> bool:
+        key = id(obj)
+        return key in self.own or key in self.frame_ids or is_own(obj)
+
+    # -- referrers -----------------------------------------------------------
+
+    def all_objects(self) -> list[object]:
+        if self._all is None:
+            self._all = gc.get_objects()
+            self.own.add(id(self._all))
+        return self._all
+
+    def referrers(self, ids: list[int]) -> dict[int, list[int]]:
+        """For each object id in ``ids`` (objects kept in ``self.nodes``), the ids
+        of the objects that refer to it; those are added to ``self.nodes``.
+
+        Module dicts are included (they are where module roots start); running
+        frames and reftrace's own objects are not.
+        """
+        result: dict[int, list[int]] = {key: [] for key in ids}
+        batch = [self.nodes[key] for key in ids]
+        self.own.add(id(batch))
+        try:
+            if len(batch) <= SMALL_BATCH:
+                found = gc.get_referrers(*batch)
+                self._distribute(found, result)
+                del found
+            else:
+                objects = self.all_objects()
+                want = result.keys()
+                for start in range(0, len(objects), _CHUNK):
+                    chunk = objects[start : start + _CHUNK]
+                    if not want.isdisjoint(map(id, gc.get_referents(*chunk))):
+                        self._distribute(chunk, result)
+                    del chunk
+        finally:
+            self.own.discard(id(batch))
+            del batch
+        for key, holders in self.future_holders().items():
+            if key in result:
+                for holder in holders:
+                    self.nodes[id(holder)] = holder
+                    result[key].append(id(holder))
+        return result
+
+    def _distribute(self, holders: list[object], result: dict[int, list[int]]) -> None:
+        for holder in holders:
+            if self.excluded(holder):
+                continue
+            holder_id = id(holder)
+            seen = set()
+            for key in map(id, gc.get_referents(holder)):
+                if key in result and key not in seen:
+                    seen.add(key)
+                    result[key].append(holder_id)
+                    self.nodes[holder_id] = holder
+
+    def future_holders(self) -> dict[int, list[object]]:
+        """asyncio futures by the id of their result or exception (3.10 and 3.11 only).
+
+        On those versions the C ``Future``'s traverse skips its result, so
+        ``gc.get_referrers(result)`` never returns the task that holds it.
+        """
+        if self._future_holders is not None:
+            return self._future_holders
+        holders: dict[int, list[object]] = {}
+        asyncio = sys.modules.get("asyncio")
+        if sys.version_info < (3, 12) and asyncio is not None:
+            future_type = asyncio.Future
+            for obj in self.all_objects():
+                if isinstance(obj, future_type) and not self.excluded(obj):
+                    for attr in ("_result", "_exception"):
+                        try:
+                            value = object.__getattribute__(obj, attr)
+                        except Exception:
+                            continue
+                        if value is not None:
+                            holders.setdefault(id(value), []).append(obj)
+        self._future_holders = holders
+        self.own.add(id(holders))
+        self.own.update(id(v) for v in holders.values())
+        return holders
+
+    # -- references the gc cannot see ---------------------------------------
+
+    def hidden_references(self, objs: list[object]) -> list[int]:
+        """How many references to each object the gc cannot see.
+
+        Those come from C code, from objects frozen with ``gc.freeze()``, from
+        untracked containers, or from running frames. Computed as the
+        reference count minus the references found on the heap.
+        """
+        out: list[int] = []
+        for start in range(0, len(objs), SMALL_BATCH):
+            batch = objs[start : start + SMALL_BATCH]
+            out.extend(_hidden_counts(batch))
+        return out
+
+
+def _visible_counts(batch: list[object], holders: list[object]) -> dict[int, int]:
+    counts = dict.fromkeys(map(id, batch), 0)
+    for holder in holders:
+        for key in map(id, gc.get_referents(holder)):
+            if key in counts:
+                counts[key] += 1
+    return counts
+
+
+def _hidden_counts(batch: list[object]) -> list[int]:
+    # No local variable of this function may refer to a batch member while
+    # the referrers are read, or it would be counted as hidden.
+    holders = gc.get_referrers(*batch)
+    counts = _visible_counts(batch, holders)
+    in_holders = Counter(map(id, holders))
+    in_frames = _frames.own_frame_references(skip=1)
+    out = []
+    for obj in batch:
+        if is_immortal(obj):
+            out.append(0)
+            continue
+        # References: the heap (counts), the holders list, reftrace's own
+        # frames (callers included), `obj` and getrefcount's argument.
+        key = id(obj)
+        rc = sys.getrefcount(obj) - 2 - counts[key] - in_holders.get(key, 0) - in_frames.get(key, 0)
+        out.append(max(rc, 0))
+    return out

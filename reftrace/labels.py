@@ -1,0 +1,244 @@
+"""Edge labels: how a person would write a reference in code.
+
+``edge(parent, child)`` names the reference from ``parent`` to ``child``:
+``.events``, ``['chunk']``, ``[17]``, ``.__self__``, ``cell 'callback'``,
+``local 'out' in run (agent.py:88)``. It is only called for the few edges on
+reported paths, never during the search, and it reads CPython's own slots and
+descriptors so no user ``__getattr__``, ``__eq__`` or ``__repr__`` runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import gc
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from reftrace import frames as _frames
+from reftrace.objects import _type_dict, _type_mro, short_path, type_name
+
+_object_dict_descr = object.__dict__.get("__dict__")
+
+
+@dataclass(frozen=True)
+class Edge:
+    kind: str
+    label: str
+    code: str
+
+
+def key_text(key: object) -> str:
+    """A dict key as code, for keys whose repr is CPython's own; else a placeholder."""
+    t = type(key)
+    if t in (str, bytes):
+        text = repr(key)
+        return text if len(text) <= 60 else text[:57] + "...'"
+    if t in (int, float, bool, type(None), complex):
+        return repr(key)
+    if t is tuple and len(key) <= 4:  # type: ignore[arg-type]
+        return "(" + ", ".join(key_text(k) for k in key) + ("," if len(key) == 1 else "") + ")"  # type: ignore[union-attr,arg-type]
+    return f"<{type_name(key)} key>"
+
+
+def instance_dict(obj: object) -> dict[str, Any] | None:
+    """The instance ``__dict__`` through CPython's descriptor, or None."""
+    for klass in _type_mro(type(obj)):
+        descr = _type_dict(klass).get("__dict__")
+        if descr is not None and type(descr).__name__ == "getset_descriptor":
+            try:
+                value = descr.__get__(obj, type(obj))
+            except Exception:
+                return None
+            return value if type(value) is dict else None
+    return None
+
+
+def _attr_from_dict(namespace: dict[str, Any], child: object, prefix: str = ".") -> Edge | None:
+    for name, value in list(dict.items(namespace)):
+        if value is child:
+            if type(name) is str and name.isidentifier():
+                return Edge("attr", f"{prefix}{name}", f".{name}")
+            return Edge("key", f".__dict__[{key_text(name)}]", f".__dict__[{key_text(name)}]")
+    return None
+
+
+def _slot_edge(obj: object, child: object) -> Edge | None:
+    for klass in _type_mro(type(obj)):
+        for name, descr in list(_type_dict(klass).items()):
+            if type(descr) is types.MemberDescriptorType:
+                try:
+                    if descr.__get__(obj, type(obj)) is child:
+                        return Edge("slot", f".{name}", f".{name}")
+                except Exception:
+                    continue
+    return None
+
+
+def _container_edge(parent: object, child: object) -> Edge | None:
+    if isinstance(parent, dict):
+        for key, value in list(dict.items(parent)):
+            if value is child:
+                text = key_text(key)
+                return Edge("key", f"[{text}]", f"[{text}]")
+        for key in list(dict.keys(parent)):
+            if key is child:
+                return Edge("dictkey", "<dict key>", ".keys()")
+        return None
+    for base in (list, tuple, collections.deque):
+        if isinstance(parent, base):
+            break
+    else:
+        base = None
+    if base is not None:
+        for i, value in enumerate(base.__iter__(parent)):
+            if value is child:
+                return Edge("index", f"[{i}]", f"[{i}]")
+        return None
+    if isinstance(parent, (set, frozenset)):
+        return Edge("item", "<set item>", "{...}")
+    return None
+
+
+def _frame_edge(frame: types.FrameType, child: object) -> Edge | None:
+    name = _frames.frame_local_name(frame, child)
+    code = frame.f_code
+    where = f"{code.co_name} ({short_path(code.co_filename)}:{frame.f_lineno})"
+    if name is not None:
+        return Edge("local", f"local '{name}' in {where}", f".f_locals[{name!r}]")
+    for attr in ("f_back", "f_globals", "f_builtins", "f_code", "f_trace"):
+        try:
+            if getattr(frame, attr) is child:
+                return Edge("attr", f".{attr}", f".{attr}")
+        except Exception:
+            continue
+    return Edge("local", f"a value on the stack of {where}", ".f_locals")
+
+
+def _generator_frame(gen: object) -> types.FrameType | None:
+    for attr in ("gi_frame", "cr_frame", "ag_frame"):
+        frame = getattr(gen, attr, None)
+        if isinstance(frame, types.FrameType):
+            return frame
+    return None
+
+
+def _named_attrs(parent: object, child: object, names: tuple[str, ...]) -> Edge | None:
+    for attr in names:
+        try:
+            value = object.__getattribute__(parent, attr)
+        except Exception:
+            continue
+        if value is child:
+            return Edge("self" if attr == "__self__" else "attr", f".{attr}", f".{attr}")
+    return None
+
+
+_FUNCTION_ATTRS = (
+    "__closure__",
+    "__defaults__",
+    "__kwdefaults__",
+    "__globals__",
+    "__dict__",
+    "__code__",
+    "__annotations__",
+    "__module__",
+    "__name__",
+    "__qualname__",
+    "__doc__",
+)
+
+
+def edge(parent: object, child: object) -> Edge:
+    """Name the strong reference from ``parent`` to ``child``."""
+    try:
+        found = _edge(parent, child)
+    except Exception:
+        found = None
+    return found or Edge("referent", f"<referent of {type_name(parent)}>", ".<?>")
+
+
+def _edge(parent: object, child: object) -> Edge | None:
+    t = type(parent)
+    if t is types.MethodType:
+        return _named_attrs(parent, child, ("__self__", "__func__"))
+    if t is types.BuiltinMethodType:
+        return _named_attrs(parent, child, ("__self__",))
+    if t is types.FunctionType:
+        return _named_attrs(parent, child, _FUNCTION_ATTRS)
+    if t is types.CellType:
+        try:
+            if parent.cell_contents is child:  # type: ignore[attr-defined]
+                return Edge("attr", ".cell_contents", ".cell_contents")
+        except ValueError:
+            return None
+    if t is types.FrameType:
+        return _frame_edge(parent, child)  # type: ignore[arg-type]
+    if t in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
+        frame = _generator_frame(parent)
+        if frame is not None and child is not frame:
+            found = _frame_edge(frame, child)
+            if found is not None and found.kind == "local":
+                prefix = {"generator": ".gi_frame", "coroutine": ".cr_frame"}.get(
+                    type_name(parent), ".ag_frame"
+                )
+                return Edge("local", found.label, prefix + found.code)
+        return _named_attrs(
+            parent,
+            child,
+            ("gi_frame", "cr_frame", "ag_frame", "gi_yieldfrom", "cr_await", "ag_await", "gi_code", "cr_code"),
+        )
+    if t is types.TracebackType:
+        return _named_attrs(parent, child, ("tb_frame", "tb_next"))
+    if t is types.ModuleType or isinstance(parent, types.ModuleType):
+        return Edge("attr", ".__dict__", ".__dict__")
+    if isinstance(parent, BaseException):
+        found = _named_attrs(parent, child, ("__traceback__", "__context__", "__cause__", "args"))
+        if found is not None:
+            return found
+    if isinstance(parent, functools.partial):
+        found = _named_attrs(parent, child, ("func", "args", "keywords"))
+        if found is not None:
+            return found
+    if isinstance(parent, type):
+        namespace = _type_dict(parent)
+        if any(real is child for real in gc.get_referents(namespace)):
+            return Edge("attr", ".__dict__", ".__dict__")
+        found = _attr_from_dict(dict(namespace), child)
+        if found is not None:
+            return found
+        return _named_attrs(parent, child, ("__mro__", "__bases__", "__base__", "__dict__"))
+    found = _container_edge(parent, child)
+    if found is not None:
+        return found
+    future = _future_edge(parent, child)
+    if future is not None:
+        return future
+    namespace = instance_dict(parent)
+    if namespace is not None:
+        if namespace is child:
+            return Edge("attr", ".__dict__", ".__dict__")
+        found = _attr_from_dict(namespace, child)
+        if found is not None:
+            return found
+    return _slot_edge(parent, child)
+
+
+def _future_edge(parent: object, child: object) -> Edge | None:
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None or not isinstance(parent, asyncio.Future):
+        return None
+    return _named_attrs(
+        parent, child, ("_result", "_exception", "_callbacks", "_coro", "_loop", "_fut_waiter")
+    )
+
+
+def global_edge(namespace: dict[str, Any], child: object) -> Edge:
+    """The edge from a module's globals to ``child``: the global's name."""
+    for name, value in list(dict.items(namespace)):
+        if value is child:
+            text = str(name) if type(name) is str else key_text(name)
+            return Edge("global", text, text)
+    return Edge("global", "<global>", "<global>")

@@ -1,0 +1,253 @@
+"""Safe facts about objects: names, sizes, ages and allocation sites.
+
+Object ``__repr__``, ``__eq__``, ``__getattr__``, ``__sizeof__`` and metaclass
+properties are user code: they can raise, be slow, lie or leak secrets. Every
+helper here reads CPython's own slots and descriptors instead, and never calls
+a method a user type could override.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import sys
+import tracemalloc
+import types
+from typing import Any
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+_type_qualname = type.__dict__["__qualname__"].__get__
+_type_module = type.__dict__["__module__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+
+_BUILTIN_DESCRIPTORS = (
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+)
+
+#: Values that cannot leak on their own: singletons and numbers, shared freely
+#: by the interpreter, so "still alive" says nothing about the program.
+_UNTRACKABLE_TYPES = (
+    type(None),
+    bool,
+    int,
+    float,
+    complex,
+    type(NotImplemented),
+    type(Ellipsis),
+)
+
+
+def type_name(obj: object) -> str:
+    """The qualified name of ``type(obj)``, read from the type slot itself."""
+    try:
+        return str(_type_qualname(type(obj)))
+    except Exception:
+        return "?"
+
+
+def full_type_name(obj: object) -> str:
+    t = type(obj)
+    try:
+        module = _type_module(t)
+    except Exception:
+        module = None
+    name = type_name(obj)
+    return name if module in (None, "builtins") else f"{module}.{name}"
+
+
+def class_attribute(cls: type, name: str) -> Any:
+    """Look ``name`` up in the MRO's own dicts: no metaclass, no descriptors run."""
+    for klass in _type_mro(cls):
+        namespace = _type_dict(klass)
+        if name in namespace:
+            return namespace[name]
+    return None
+
+
+def safe_sizeof(obj: object) -> int:
+    """``sys.getsizeof`` when the type's ``__sizeof__`` is CPython's own, else its basic size."""
+    try:
+        impl = class_attribute(type(obj), "__sizeof__")
+        if isinstance(impl, _BUILTIN_DESCRIPTORS):
+            return int(sys.getsizeof(obj))
+        size = int(object.__sizeof__(obj))
+        return size + (16 if gc.is_tracked(obj) else 0)
+    except Exception:
+        return 0
+
+
+def untrackable_reason(obj: object) -> str | None:
+    """Why ``obj`` cannot be tracked as a leak, or None when it can."""
+    if isinstance(obj, _UNTRACKABLE_TYPES):
+        return f"{type_name(obj)} values are shared by the interpreter and cannot leak on their own"
+    if type(obj) is str and is_interned(obj):
+        return "interned str objects live as long as the interpreter and cannot leak on their own"
+    if is_immortal(obj):
+        return f"this {type_name(obj)} is immortal in this interpreter and cannot leak"
+    return None
+
+
+def is_immortal(obj: object) -> bool:
+    # 3.12+ marks immortal objects with a saturated reference count.
+    return sys.version_info >= (3, 12) and sys.getrefcount(obj) >= (1 << 30)
+
+
+# The `state.interned` bits sit right after the header of PyASCIIObject
+# (refcnt, type, length, hash) on 64-bit CPython 3.10-3.13. Validated below
+# against known interned and non-interned strings before use.
+_STR_STATE_OFFSET = 32
+
+
+def _interned_probe_works() -> bool:
+    if sys.implementation.name != "cpython" or ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    interned = sys.intern("reftrace-interned-probe")
+    fresh = "".join(["reftrace", "-fresh-", "probe"])
+    try:
+        return _interned_bits(interned) != 0 and _interned_bits(fresh) == 0
+    except Exception:
+        return False
+
+
+def _interned_bits(s: str) -> int:
+    return int(ctypes.c_uint8.from_address(id(s) + _STR_STATE_OFFSET).value) & 3
+
+
+_INTERNED_PROBE = _interned_probe_works()
+
+
+def is_interned(s: str) -> bool:
+    """True when ``s`` is an interned string (without interning it)."""
+    if not _INTERNED_PROBE:
+        return False
+    return _interned_bits(s) != 0
+
+
+def is_own_code(code: types.CodeType) -> bool:
+    return code.co_filename.startswith(PACKAGE_DIR)
+
+
+def is_own(obj: object) -> bool:
+    """True for objects that belong to reftrace itself: its types, frames, functions."""
+    t = type(obj)
+    try:
+        module = _type_module(t)
+    except Exception:
+        module = None
+    if isinstance(module, str) and (module == "reftrace" or module.startswith("reftrace.")):
+        return True
+    code = None
+    if t is types.FrameType:
+        code = obj.f_code  # type: ignore[attr-defined]
+    elif t is types.FunctionType:
+        code = obj.__code__  # type: ignore[attr-defined]
+    elif t in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
+        code = getattr(obj, "gi_code", None) or getattr(obj, "cr_code", None)
+        code = code or getattr(obj, "ag_code", None)
+    elif t is types.MethodType:
+        return is_own(obj.__self__)  # type: ignore[attr-defined]
+    return code is not None and is_own_code(code)
+
+
+_module_dict = types.ModuleType.__dict__["__dict__"].__get__
+
+
+def module_name(module: types.ModuleType) -> str:
+    try:
+        return str(_module_dict(module).get("__name__", "?"))
+    except Exception:
+        return "?"
+
+
+def code_location(code: types.CodeType, lineno: int | None = None) -> str:
+    return f"{short_path(code.co_filename)}:{lineno if lineno is not None else code.co_firstlineno}"
+
+
+def short_path(filename: str) -> str:
+    """A file name relative to the working directory when it lies below it."""
+    try:
+        rel = os.path.relpath(filename)
+    except ValueError:
+        return filename
+    return filename if rel.startswith("..") else rel
+
+
+# On 3.11 tracemalloc looks for an object's memory block just before its GC
+# header, but instances with an inline __dict__ carry two more pointers before
+# that (the "pre-header"), so get_object_traceback() returns None for them.
+# Asking tracemalloc for the block at the right address works around it.
+_MANAGED_DICT_FLAG = 1 << 4
+_GC_HEAD_SIZE = 16
+_PRE_HEADER_SIZE = 16
+
+
+def _raw_traceback_reader() -> Any:
+    if sys.version_info[:2] != (3, 11) or sys.implementation.name != "cpython":
+        return None
+    try:
+        fn = ctypes.pythonapi._PyTraceMalloc_GetTraceback
+    except AttributeError:
+        return None
+    fn.restype = ctypes.py_object
+    fn.argtypes = [ctypes.c_uint, ctypes.c_size_t]
+    return fn
+
+
+_RAW_TRACEBACK = _raw_traceback_reader()
+
+
+def allocation_site(obj: object) -> str | None:
+    """``file:line`` where ``obj`` was allocated, if tracemalloc traced it."""
+    if not tracemalloc.is_tracing():
+        return None
+    try:
+        tb = tracemalloc.get_object_traceback(obj)
+        if tb is not None:
+            frame = tb[0]
+            return f"{short_path(frame.filename)}:{frame.lineno}"
+        if _RAW_TRACEBACK is not None and type(obj).__flags__ & _MANAGED_DICT_FLAG:
+            address = id(obj) - _GC_HEAD_SIZE - _PRE_HEADER_SIZE
+            frames = _RAW_TRACEBACK(0, address)
+            if frames:
+                filename, lineno = frames[0]
+                return f"{short_path(filename)}:{lineno}"
+    except Exception:
+        return None
+    return None
+
+
+def describe(obj: object) -> str:
+    """A short, safe description of ``obj`` for the detail column of a trace.
+
+    Only builtin types are shown by value (their repr is CPython's own, and
+    truncated); user objects are never repr'd.
+    """
+    t = type(obj)
+    try:
+        if t in (str, bytes):
+            text = repr(obj[:40])  # type: ignore[index]
+            return text + (f" (+{len(obj) - 40} more)" if len(obj) > 40 else "")  # type: ignore[arg-type]
+        if t in (list, tuple, dict, set, frozenset):
+            n = len(obj)  # type: ignore[arg-type]
+            return f"{n} item" if n == 1 else f"{n} items"
+        if t is types.MethodType:
+            func = obj.__func__  # type: ignore[attr-defined]
+            return str(getattr(func, "__qualname__", "")) if isinstance(func, types.FunctionType) else ""
+        if t is types.FunctionType:
+            return f"{obj.__qualname__} ({code_location(obj.__code__)})"  # type: ignore[attr-defined]
+        if t is types.FrameType:
+            f = obj
+            return f"{f.f_code.co_name} ({code_location(f.f_code, f.f_lineno)})"  # type: ignore[attr-defined]
+        if isinstance(obj, types.ModuleType):
+            return f"module {module_name(obj)}"
+        if t is type:
+            return f"class {_type_qualname(obj)}"
+    except Exception:
+        return ""
+    return ""

@@ -1,0 +1,261 @@
+"""``watch()``: the context manager around one lifecycle.
+
+>>> import reftrace
+>>> CACHE = []
+>>> with reftrace.watch() as w:
+...     item = w.track({"payload": [1, 2, 3]})
+...     CACHE.append(item)
+...     del item
+>>> [leak.path.expression for leak in w.report.leaks]
+["CACHE[0]"]
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import weakref
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from reftrace.analysis import Options, build_report
+from reftrace.capture import Capture
+from reftrace.objects import type_name, untrackable_reason
+from reftrace.paths import DEFAULT_MAX_DEPTH
+from reftrace.report import Report
+
+T = TypeVar("T")
+
+#: Non-weakrefable tracked objects are checked for other holders this often.
+_SWEEP_EVERY = 64
+
+class Watch:
+    """Watches one block: what it tracked, what it created, and what outlived it.
+
+    Use it through :func:`reftrace.watch`. ``track()`` and ``track_stream()``
+    are valid only inside the block; ``report`` is ready once the block exits.
+    """
+
+    def __init__(
+        self,
+        *,
+        frames: int = 1,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        survivors: bool = True,
+    ) -> None:
+        if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
+            raise ValueError(f"max_depth must be a positive int, got {max_depth!r}")
+        if not isinstance(survivors, bool):
+            raise TypeError(f"survivors must be a bool, got {type(survivors).__name__}")
+        self._capture = Capture(frames=frames)
+        self._options = Options(max_depth=max_depth, survivors=survivors)
+        self._weak: list[weakref.ref[Any]] = []
+        self._held: list[Any] = []
+        self._held_since_sweep = 0
+        self._streams: list[weakref.ref[Any]] = []
+        self._tracked = 0
+        self._state = "new"  # new -> active -> done
+        self._report: Report | None = None
+
+    # -- context manager ------------------------------------------------------
+
+    def __enter__(self) -> Watch:
+        if self._state != "new":
+            raise RuntimeError("a Watch can be entered only once; call reftrace.watch() again")
+        self._state = "active"
+        self._capture.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    async def __aenter__(self) -> Watch:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._finish(exc)
+
+    # -- tracking ---------------------------------------------------------------
+
+    def track(self, obj: T) -> T:
+        """Mark ``obj`` as something that must be collectable once the block ends.
+
+        Returns ``obj``. The watch holds it only weakly; objects that cannot be
+        weakly referenced (``dict``, ``list``, ``tuple``, ``str``) are held
+        until nothing else holds them, checked every few calls and at the end
+        of the block, so they never outlive what the program itself keeps.
+        """
+        self._require_active("track")
+        reason = untrackable_reason(obj)
+        if reason is not None:
+            raise TypeError(f"cannot track an object of type {type_name(obj)}: {reason}")
+        self._tracked += 1
+        try:
+            self._weak.append(weakref.ref(obj))
+            return obj
+        except TypeError:
+            pass
+        self._held.append(obj)
+        self._held_since_sweep += 1
+        if self._held_since_sweep >= _SWEEP_EVERY:
+            self._sweep()
+        return obj
+
+    def track_stream(self, iterable: Any) -> Any:
+        """Wrap a sync or async iterable; every item it yields is tracked.
+
+        The wrapper passes items through unchanged and forwards ``close()`` /
+        ``aclose()``. Items that cannot leak on their own (ints, ``None``,
+        interned strings) pass through untracked.
+        """
+        self._require_active("track_stream")
+        if hasattr(type(iterable), "__aiter__"):
+            stream: Any = AsyncTrackedStream(self, iterable)
+        elif hasattr(type(iterable), "__iter__"):
+            stream = TrackedStream(self, iter(iterable))
+        else:
+            raise TypeError(
+                f"track_stream() needs an iterable or async iterable, got {type_name(iterable)}"
+            )
+        self._streams.append(weakref.ref(stream))
+        return stream
+
+    def _track_item(self, item: Any) -> None:
+        if untrackable_reason(item) is None:
+            self.track(item)
+
+    def _sweep(self) -> None:
+        # Keep only the held objects something else refers to. References to
+        # `obj` here: the list, the loop variable and getrefcount's argument.
+        kept = []
+        for obj in self._held:
+            if sys.getrefcount(obj) > 3:
+                kept.append(obj)
+        self._held = kept
+        self._held_since_sweep = 0
+
+    def _require_active(self, what: str) -> None:
+        if self._state != "active":
+            raise RuntimeError(f"{what}() is only valid inside the watch() block")
+
+    # -- report -------------------------------------------------------------------
+
+    @property
+    def report(self) -> Report:
+        """The report of the block; available once the block has exited."""
+        if self._report is None:
+            raise RuntimeError("the report is ready only after the watch() block exits")
+        return self._report
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self._state = "done"
+        t0 = time.perf_counter()
+        for stream in [ref() for ref in self._streams]:
+            if stream is not None:
+                stream._detach()
+        self._streams = []
+        self._sweep()
+        targets = [obj for obj in (ref() for ref in self._weak) if obj is not None]
+        targets += self._held
+        self._held = []
+        own = {id(self), id(self.__dict__), id(self._weak), id(targets)}
+        own.add(id(own))
+        own.update(map(id, self._weak))
+        try:
+            state = self._capture.stop(own, targets)
+        except BaseException:
+            self._capture.abort()
+            raise
+        self._weak = []
+        own.add(id(state.young))
+        report = build_report(state, targets, self._tracked, own, exc, self._options)
+        state.young.clear()
+        del state, targets
+        report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
+        self._report = report
+
+
+class TrackedStream(Generic[T]):
+    """A sync iterator that tracks every item of the one it wraps."""
+
+    def __init__(self, watch: Watch, iterator: Iterator[T]) -> None:
+        self._watch: Watch | None = watch
+        self._iterator: Iterator[T] | None = iterator
+
+    def __iter__(self) -> TrackedStream[T]:
+        return self
+
+    def __next__(self) -> T:
+        if self._iterator is None:
+            raise StopIteration
+        item = next(self._iterator)
+        if self._watch is not None and self._watch._state == "active":
+            self._watch._track_item(item)
+        return item
+
+    def close(self) -> None:
+        iterator, self._iterator = self._iterator, None
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()
+
+    def _detach(self) -> None:
+        # Never keep the program's iterator alive past the block.
+        self._iterator = None
+        self._watch = None
+
+
+class AsyncTrackedStream(Generic[T]):
+    """An async iterator that tracks every item of the one it wraps."""
+
+    def __init__(self, watch: Watch, iterable: AsyncIterable[T]) -> None:
+        self._watch: Watch | None = watch
+        self._iterator: AsyncIterator[T] | None = iterable.__aiter__()
+
+    def __aiter__(self) -> AsyncTrackedStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        if self._iterator is None:
+            raise StopAsyncIteration
+        item = await self._iterator.__anext__()
+        if self._watch is not None and self._watch._state == "active":
+            self._watch._track_item(item)
+        return item
+
+    async def aclose(self) -> None:
+        iterator, self._iterator = self._iterator, None
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    def _detach(self) -> None:
+        self._iterator = None
+        self._watch = None
+
+
+def watch(
+    *,
+    frames: int = 1,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    survivors: bool = True,
+) -> Watch:
+    """Watch a block: ``with reftrace.watch() as w:`` (or ``async with``).
+
+    ``frames`` is how many frames tracemalloc records per allocation (1 is
+    cheapest; more gives ``Allocation.traceback``). ``max_depth`` bounds the
+    length of a root path. ``survivors=False`` skips grouping the block's new
+    objects when only tracked leaks matter.
+    """
+    return Watch(frames=frames, max_depth=max_depth, survivors=survivors)

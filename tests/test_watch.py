@@ -1,0 +1,507 @@
+"""The core contract: watch(), track(), track_stream(), and the leak traces."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+import sys
+import threading
+import tracemalloc
+import weakref
+
+import pytest
+
+import reftrace
+
+# Module globals act as roots in these tests, the way an application's
+# singletons would.
+REGISTRY: list[object] = []
+CALLBACKS: list[object] = []
+TASKS: list[object] = []
+ERRORS: list[BaseException] = []
+
+
+class Payload:
+    def __init__(self, size: int = 100) -> None:
+        self.data = [str(i) * 3 for i in range(size)]
+
+    def on_event(self, value: object) -> None:
+        self.data.append(value)
+
+
+class Emitter:
+    def __init__(self) -> None:
+        self._listeners: dict[str, list[object]] = {}
+
+    def on(self, event: str, fn: object) -> None:
+        self._listeners.setdefault(event, []).append(fn)
+
+
+class Service:
+    def __init__(self) -> None:
+        self.events = Emitter()
+
+
+SERVICE = Service()
+
+
+class Slotted:
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held: object = None
+
+
+SLOTTED = Slotted()
+
+
+class Registry:
+    items: list[object] = []
+
+
+@pytest.fixture(autouse=True)
+def _clean_globals():
+    yield
+    for container in (REGISTRY, CALLBACKS, TASKS, ERRORS, Registry.items):
+        container.clear()
+    SERVICE.events._listeners.clear()
+    SLOTTED.held = None
+
+
+def only_leak(report: reftrace.Report) -> reftrace.Leak:
+    assert len(report.leaks) == 1, str(report)
+    return report.leaks[0]
+
+
+# -- the basic contract ---------------------------------------------------------
+
+
+def test_listener_leak_is_traced_from_the_module_global_with_labelled_edges():
+    SERVICE.events.on("chunk", print)  # an old listener, registered before the block
+    with reftrace.watch() as w:
+        out = w.track(Payload())
+        SERVICE.events.on("chunk", out.on_event)
+        del out
+    leak = only_leak(w.report)
+    assert leak.type_name == "Payload"
+    assert leak.path is not None
+    assert leak.path.root.kind == "module"
+    assert leak.path.root.name == __name__
+    assert leak.path.labels == ["SERVICE", ".events", "._listeners", "['chunk']", "[1]", ".__self__"]
+    assert leak.path.expression == "SERVICE.events._listeners['chunk'][1].__self__"
+    assert [s.status for s in leak.path.steps] == ["old", "old", "old", "old", "new", "new"]
+    assert leak.suspect is not None and leak.suspect.label == "[1]"
+    text = str(leak)
+    assert "SERVICE" in text and "suspect" in text and "Payload" in text
+    assert leak.allocated_at is not None and leak.allocated_at.endswith(
+        f"test_watch.py:{test_listener_leak_is_traced_from_the_module_global_with_labelled_edges.__code__.co_firstlineno + 3}"
+    )
+    assert leak.size > 100 * 40  # the payload's 100 strings are part of what it keeps
+
+
+def test_clean_block_reports_no_leak_and_no_survivor():
+    with reftrace.watch() as w:
+        out = w.track(Payload(500))
+        assert len(out.data) == 500
+        del out
+    assert w.report.leaks == []
+    assert w.report.survivors == []
+    assert w.report.collected == 1
+    assert "no leaks" in str(w.report)
+
+
+def test_track_returns_its_argument_and_never_keeps_it_alive():
+    with reftrace.watch() as w:
+        obj = Payload()
+        assert w.track(obj) is obj
+        ref = weakref.ref(obj)
+        del obj
+        assert ref() is None  # dead inside the block already
+    assert w.report.leaks == []
+
+
+@pytest.mark.parametrize("factory", [dict, list, lambda: (object(),), lambda: "".join(["chunk "] * 100)])
+def test_objects_that_cannot_be_weakly_referenced_are_tracked(factory):
+    with reftrace.watch() as w:
+        obj = w.track(factory())
+        REGISTRY.append(obj)
+        del obj
+    leak = only_leak(w.report)
+    assert leak.path is not None and leak.path.expression == "REGISTRY[0]"
+
+
+def test_address_reuse_is_not_a_false_leak():
+    with reftrace.watch() as w:
+        for _ in range(200):
+            d = w.track({})
+            address = id(d)
+            del d
+            kept = {}  # very likely at the address just freed
+            REGISTRY.append(kept)
+        assert any(id(k) == address for k in REGISTRY) or True
+    assert w.report.leaks == []
+    assert w.report.collected == 200
+
+
+@pytest.mark.parametrize("value", [None, True, 7, 10**30, 2.5, sys.intern("interned-name")])
+def test_values_that_cannot_leak_are_refused_with_their_type(value):
+    with reftrace.watch() as w, pytest.raises(TypeError) as info:
+        w.track(value)
+    assert type(value).__name__ in str(info.value)
+
+
+def test_track_outside_the_block_and_early_report_are_errors():
+    w = reftrace.watch()
+    with pytest.raises(RuntimeError, match="inside the watch"):
+        w.track(Payload())
+    with pytest.raises(RuntimeError, match="after the watch"):
+        w.report  # noqa: B018
+    with w:
+        pass
+    with pytest.raises(RuntimeError, match="inside the watch"):
+        w.track(Payload())
+    with pytest.raises(RuntimeError, match="entered only once"), w:
+        pass
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="frames"):
+        reftrace.watch(frames=0)
+    with pytest.raises(ValueError, match="max_depth"):
+        reftrace.watch(max_depth=-1)
+
+
+# -- the hard cases ---------------------------------------------------------------
+
+
+def test_untracked_container_can_leak():
+    with reftrace.watch() as w:
+        atomic = w.track({"a": 1, "b": "two"})
+        assert not gc.is_tracked(atomic)
+        REGISTRY.append(atomic)
+        del atomic
+    assert only_leak(w.report).path.expression == "REGISTRY[0]"
+
+
+def test_cycle_without_root_is_garbage_not_a_leak():
+    with reftrace.watch() as w:
+        a, b = Payload(1), Payload(1)
+        a.other, b.other = b, a
+        w.track(a)
+        w.track(b)
+        del a, b
+    assert w.report.leaks == []
+    assert w.report.collected == 2
+
+
+def test_local_variable_of_the_running_function_is_a_frame_root():
+    with reftrace.watch() as w:
+        kept_here = w.track(Payload())
+    leak = only_leak(w.report)
+    assert leak.path.root.kind == "frame"
+    assert leak.path.root.function.endswith("test_local_variable_of_the_running_function_is_a_frame_root")
+    assert leak.path.root.name == threading.current_thread().name
+    assert leak.path.steps[0].label == "local 'kept_here'"
+    del kept_here
+
+
+def test_closure_cell_is_labelled_with_its_variable_name():
+    def register(target):
+        def callback():
+            return target
+
+        CALLBACKS.append(callback)
+
+    with reftrace.watch() as w:
+        register(w.track(Payload()))
+    leak = only_leak(w.report)
+    assert leak.path.labels == ["CALLBACKS", "[0]", "cell 'target'"]
+    assert leak.path.expression == "CALLBACKS[0].__closure__[0].cell_contents"
+
+
+def test_bound_method_partial_slots_and_class_attribute():
+    with reftrace.watch() as w:
+        a, b, c, d = (w.track(Payload()) for _ in range(4))
+        CALLBACKS.append(a.on_event)
+        CALLBACKS.append(functools.partial(print, b))
+        SLOTTED.held = c
+        Registry.items.append(d)
+        del a, b, c, d
+    expressions = sorted(leak.path.expression for leak in w.report.leaks)
+    assert expressions == sorted(
+        [
+            "CALLBACKS[0].__self__",
+            "CALLBACKS[1].args[0]",
+            "SLOTTED.held",
+            "Registry.items[0]",
+        ]
+    )
+
+
+def _raise_with(payload):
+    local_payload = payload  # noqa: F841  (kept alive by the traceback's frame)
+    raise ValueError("boom")
+
+
+def test_stored_exception_keeps_the_frame_that_raised_it():
+    with reftrace.watch() as w:
+        try:
+            _raise_with(w.track(Payload()))
+        except ValueError as exc:
+            ERRORS.append(exc)
+    leak = only_leak(w.report)
+    labels = leak.path.labels
+    assert labels[:3] == ["ERRORS", "[0]", ".__traceback__"]
+    assert ".tb_frame" in labels
+    # `payload` and `local_payload` both hold it: either name is the truth
+    assert any(
+        label.startswith(("local 'local_payload' in _raise_with", "local 'payload' in _raise_with"))
+        for label in labels
+    )
+    assert labels[-1].startswith("local ")
+
+
+def test_suspended_generator_local_is_labelled():
+    def producer(item):
+        held = item
+        yield 1
+        yield held
+
+    with reftrace.watch() as w:
+        gen = producer(w.track(Payload()))
+        next(gen)
+        REGISTRY.append(gen)
+        del gen
+    leak = only_leak(w.report)
+    assert leak.path.labels[:2] == ["REGISTRY", "[0]"]
+    assert leak.path.labels[-1].startswith("local 'held' in producer") or leak.path.labels[
+        -1
+    ].startswith("local 'item' in producer")
+
+
+def test_asyncio_task_result_is_found_on_every_version():
+    async def compute():
+        return Payload()
+
+    async def main():
+        task = asyncio.ensure_future(compute())
+        await task
+        TASKS.append(task)
+        return task.result()
+
+    with reftrace.watch() as w:
+        w.track(asyncio.run(main()))
+    leak = only_leak(w.report)
+    assert leak.path.labels == ["TASKS", "[0]", "._result"]
+
+
+# -- streams ----------------------------------------------------------------------
+
+
+def test_track_stream_tracks_every_item_and_passes_them_through():
+    def chunks():
+        for i in range(50):
+            yield {"i": i, "text": "chunk %d" % i}
+
+    with reftrace.watch() as w:
+        seen = []
+        for chunk in w.track_stream(chunks()):
+            seen.append(chunk["i"])
+            if chunk["i"] % 10 == 0:
+                REGISTRY.append(chunk)
+        del chunk
+    assert seen == list(range(50))
+    assert len(w.report.leaks) == 5
+    assert {leak.path.expression for leak in w.report.leaks} == {f"REGISTRY[{i}]" for i in range(5)}
+    assert len(w.report.leak_groups) == 1
+    assert w.report.collected == 45
+
+
+def test_track_stream_forwards_close_and_skips_untrackable_items():
+    closed = []
+
+    def numbers():
+        try:
+            yield from range(10)
+        finally:
+            closed.append(True)
+
+    with reftrace.watch() as w:
+        stream = w.track_stream(numbers())
+        assert next(stream) == 0
+        stream.close()
+        assert closed == [True]
+        with pytest.raises(StopIteration):
+            next(stream)
+    assert w.report.tracked == 0
+
+
+def test_track_stream_rejects_non_iterables():
+    with reftrace.watch() as w, pytest.raises(TypeError, match="iterable"):
+        w.track_stream(42)
+
+
+def test_async_watch_and_async_stream():
+    async def chunks():
+        for i in range(20):
+            yield {"i": i}
+
+    async def main():
+        async with reftrace.watch() as w:
+            got = [c["i"] async for c in w.track_stream(chunks())]
+            stream = w.track_stream(chunks())
+            first = await stream.__anext__()
+            REGISTRY.append(first)
+            await stream.aclose()
+            del first
+        return w, got
+
+    w, got = asyncio.run(main())
+    assert got == list(range(20))
+    assert only_leak(w.report).path.expression == "REGISTRY[0]"
+
+
+# -- report behaviour ----------------------------------------------------------------
+
+
+def test_exception_in_block_propagates_and_report_is_built():
+    with pytest.raises(KeyError), reftrace.watch() as w:
+        REGISTRY.append(w.track(Payload()))
+        raise KeyError("boom")
+    assert only_leak(w.report).path.expression == "REGISTRY[0]"
+
+
+def test_report_never_keeps_the_leaked_object_alive():
+    with reftrace.watch() as w:
+        obj = w.track(Payload())
+        REGISTRY.append(obj)
+        ref = weakref.ref(obj)
+        del obj
+    leak = only_leak(w.report)
+    assert leak.object is ref()  # handed out on request while alive
+    text = str(w.report)
+    REGISTRY.clear()
+    gc.collect()
+    assert ref() is None
+    assert leak.object is None
+    assert str(w.report) == text
+
+
+def test_leaks_through_the_same_reference_are_one_finding_with_a_count():
+    with reftrace.watch() as w:
+        for _ in range(100):
+            out = w.track(Payload(10))
+            SERVICE.events.on("chunk", out.on_event)
+        del out
+    report = w.report
+    assert len(report.leaks) == 100
+    assert len(report.leak_groups) == 1
+    assert report.leak_groups[0].count == 100
+    text = str(report)
+    assert text.count("Payload leaked") == 1
+    assert "100 instances" in text
+
+
+def test_survivors_are_grouped_where_they_attach_without_any_track():
+    with reftrace.watch() as w:
+        for i in range(300):
+            REGISTRY.append({"request": i, "body": [i] * 5})
+        SERVICE.events.on("done", Payload(3).on_event)
+    survivors = w.report.survivors
+    by_place = {g.attachment: g for g in survivors}
+    assert "REGISTRY[*]" in by_place, str(w.report)
+    group = by_place["REGISTRY[*]"]
+    assert group.count == 600  # 300 dicts and their 300 lists
+    assert dict(group.top_types) == {"dict": 300, "list": 300}
+    assert group.size > 300 * 64
+    assert group.path.root.name == __name__
+    assert "SERVICE.events._listeners['done']" in by_place
+    assert not any("reftrace" in g.attachment for g in survivors)
+
+
+def test_allocations_name_the_line_that_allocated_what_survived():
+    with reftrace.watch() as w:
+        REGISTRY.append(bytearray(2_000_000))
+    top = w.report.allocations[0]
+    assert top.site.endswith(
+        f"test_watch.py:{test_allocations_name_the_line_that_allocated_what_survived.__code__.co_firstlineno + 2}"
+    )
+    assert top.size >= 2_000_000
+    assert not any("reftrace" in a.site.split(":")[0] for a in w.report.allocations)
+
+
+def test_to_dict_is_json_serialisable():
+    with reftrace.watch() as w:
+        REGISTRY.append(w.track(Payload()))
+    data = json.loads(json.dumps(w.report.to_dict()))
+    assert data["leaks"][0]["path"]["expression"] == "REGISTRY[0]"
+    assert data["leaks"][0]["path"]["steps"][1]["suspect"] is True
+    assert data["survivors"] and data["allocations"]
+
+
+def test_reftrace_objects_never_appear():
+    with reftrace.watch() as w:
+        for _ in range(20):
+            w.track(Payload(1))
+        list(w.track_stream(iter([Payload(1) for _ in range(5)])))
+    assert w.report.leaks == []
+    assert w.report.survivors == []
+
+
+def test_state_is_restored_after_the_block():
+    gc_enabled = gc.isenabled()
+    thresholds = gc.get_threshold()
+    freeze = gc.get_freeze_count()
+    with pytest.raises(ZeroDivisionError), reftrace.watch():
+        1 / 0  # noqa: B018
+    assert gc.isenabled() == gc_enabled
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == freeze
+    assert not tracemalloc.is_tracing()
+
+    tracemalloc.start(3)
+    try:
+        with reftrace.watch() as w:
+            REGISTRY.append(bytearray(100_000))
+        assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 3
+        assert w.report.allocations[0].size >= 100_000
+    finally:
+        tracemalloc.stop()
+
+
+def test_nested_watches_each_report_their_own_block():
+    with reftrace.watch() as outer:
+        a = outer.track(Payload())
+        with reftrace.watch() as inner:
+            b = inner.track(Payload())
+            REGISTRY.append(b)
+            del b
+        del a
+    assert only_leak(inner.report).path.expression == "REGISTRY[0]"
+    assert outer.report.leaks == []
+
+
+def test_other_threads_keep_running_while_the_report_is_built():
+    stop = threading.Event()
+    shared: dict[int, list[int]] = {}
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            shared[i % 500] = [i] * 10
+            i += 1
+
+    workers = [threading.Thread(target=churn) for _ in range(4)]
+    for t in workers:
+        t.start()
+    try:
+        for _ in range(5):
+            with reftrace.watch() as w:
+                REGISTRY.append(w.track(Payload()))
+            assert only_leak(w.report).path.expression == f"REGISTRY[{len(REGISTRY) - 1}]"
+    finally:
+        stop.set()
+        for t in workers:
+            t.join()
