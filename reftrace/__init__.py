@@ -18,11 +18,10 @@ from reftrace.report import (
     Step,
     SurvivorGroup,
 )
-from reftrace.watch import AsyncTrackedStream, TrackedStream, Watch, watch
+from reftrace.watch import TrackedStream, Watch, watch
 
 __all__ = [
     "Allocation",
-    "AsyncTrackedStream",
     "Leak",
     "LeakGroup",
     "Path",

@@ -11,14 +11,16 @@ reference share a signature.
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from types import FrameType
 
 from reftrace import labels
 from reftrace.capture import BlockState
 from reftrace.heap import HeapView, RootEdge
-from reftrace.objects import describe, safe_sizeof, type_name
+from reftrace.objects import describe, referents, safe_sizeof, type_name
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
 from reftrace.report import Leak, Path, Report, Root, Step, SurvivorGroup, weak_handle
 
@@ -40,10 +42,12 @@ def build_report(
     tracked: int,
     own_ids: set[int],
     exception: BaseException | None,
+    caller: FrameType | None,
     options: Options,
 ) -> Report:
     t0 = time.perf_counter()
-    heap = HeapView(own_ids, exception)
+    heap = HeapView(own_ids, exception, caller)
+    del caller
     heap.own.add(id(targets))
     for obj in targets:
         heap.nodes[id(obj)] = obj
@@ -52,13 +56,25 @@ def build_report(
     t1 = time.perf_counter()
 
     leaks = []
+    leaked_objects: dict[str, list[object]] = {}
     collected = tracked - len(targets)
+    handles = 0
     for obj, key in zip(targets, target_ids):
         result = results[key]
         if isinstance(result, NotFound) and result.garbage:
             collected += 1
             continue
-        leaks.append(_leak(obj, result, heap, state))
+        if isinstance(result, NotFound) and result.caller_held:
+            handles += 1
+            continue
+        leak = _leak(obj, result, heap, state)
+        leaks.append(leak)
+        leaked_objects.setdefault(leak.signature, []).append(obj)
+    finding_sizes = {
+        signature: retained_by_all(objects, state.young_ids, heap)
+        for signature, objects in leaked_objects.items()
+    }
+    del leaked_objects
     t2 = time.perf_counter()
 
     survivors: list[SurvivorGroup] = []
@@ -68,6 +84,12 @@ def build_report(
     t3 = time.perf_counter()
 
     notes = list(state.notes)
+    if handles:
+        notes.append(
+            f"{handles} tracked object{'s are' if handles != 1 else ' is'} still referenced, "
+            f"but only by local variables of {heap.caller_function}, the function running "
+            "the watch block; not a leak: they go when it returns"
+        )
     if garbage_survivors:
         notes.append(
             f"{garbage_survivors} new objects are held only by unreachable cycles "
@@ -85,6 +107,8 @@ def build_report(
         new_objects=len(state.young),
         notes=notes,
         timings=timings,
+        finding_sizes=finding_sizes,
+        handles=handles,
     )
 
 
@@ -190,14 +214,20 @@ def _suspect_index(statuses: list[str]) -> int:
 
 
 def signature(path: Path | None, type_text: str, reason: str = "") -> str:
-    """Leaks whose suspect references match share this string."""
+    """Leaks whose suspect references match share this string.
+
+    It is the path from the root up to and including the suspect reference,
+    with item indices and keys generalised (``[*]``): every object that leaks
+    through one listener list, whatever its type, is one finding.
+    """
     if path is None:
         return f"{type_text} | {reason}"
     parts = [path.root.kind, path.root.name, path.root.function]
-    suspect = next((i for i, s in enumerate(path.steps) if s.is_suspect), len(path.steps) - 1)
+    suspect = next((i for i, s in enumerate(path.steps) if s.is_suspect), None)
+    if suspect is None:  # all old: the object was already held before the block
+        return " | ".join([*parts, *(s.label for s in path.steps), type_text])
     for step in path.steps[: suspect + 1]:
         parts.append("[*]" if step.kind in _ITEM_KINDS else step.label)
-    parts.append(type_text)
     return " | ".join(parts)
 
 
@@ -227,13 +257,18 @@ def retained(obj: object, young_ids: set[int], heap: HeapView) -> tuple[int, int
     Objects the gc does not track (strings, atomic tuples) count when only
     one reference holds them: they belong to what holds them.
     """
-    seen = {id(obj)}
-    size = safe_sizeof(obj)
-    queue = deque([obj])
-    heap.own.update((id(queue),))
+    return retained_by_all([obj], young_ids, heap)
+
+
+def retained_by_all(objs: list[object], young_ids: set[int], heap: HeapView) -> tuple[int, int]:
+    """What ``objs`` keep together, each object counted once."""
+    seen = {id(obj) for obj in objs}
+    size = sum(safe_sizeof(obj) for obj in objs)
+    queue = deque(objs)
+    heap.own.add(id(queue))
     while queue and len(seen) < _MAX_RETAINED_WALK:
         current = queue.popleft()
-        for child in gc.get_referents(current):
+        for child in referents(current):
             key = id(child)
             if key in seen:
                 continue
@@ -241,28 +276,42 @@ def retained(obj: object, young_ids: set[int], heap: HeapView) -> tuple[int, int
                 seen.add(key)
                 size += safe_sizeof(child)
                 queue.append(child)
-            elif not gc.is_tracked(child) and _exclusively_held(child):
-                seen.add(key)
+        for child in exclusive_children(current):
+            if id(child) not in seen:
+                seen.add(id(child))
                 size += safe_sizeof(child)
     heap.own.discard(id(queue))
     return size, len(seen)
 
 
+def exclusive_children(holder: object) -> list[object]:
+    """The untracked objects (strings, atomic dicts) that only ``holder`` refers to."""
+    children = referents(holder)
+    out = []
+    for child in children:
+        if not gc.is_tracked(child) and sys.getrefcount(child) <= _EXCLUSIVE_REFCOUNT:
+            out.append(child)
+    return out
+
+
+def _child_refcounts(holder: object) -> list[int]:
+    # Same shape as exclusive_children: the holder, the referents list, the
+    # loop variable and getrefcount's argument all count.
+    children = referents(holder)
+    out = []
+    for child in children:
+        out.append(sys.getrefcount(child))
+    return out
+
+
+# What an exclusively held child's count looks like in exclusive_children,
+# measured on a fresh string held by one list, since versions differ.
+_EXCLUSIVE_REFCOUNT = _child_refcounts(["".join(["reftrace", "-calibration"])])[0]
+
+
 def _untracked_size(obj: object) -> int:
     """Bytes of the untracked objects (strings, atomic dicts) only ``obj`` holds."""
-    size = 0
-    for child in gc.get_referents(obj):
-        if not gc.is_tracked(child) and _exclusively_held(child):
-            size += safe_sizeof(child)
-    return size
-
-
-def _exclusively_held(obj: object) -> bool:
-    import sys
-
-    # One reference from its holder, plus the referents list being iterated,
-    # the caller's loop variable, this argument and getrefcount's own.
-    return sys.getrefcount(obj) <= 5 and type(obj) not in (type, int, bool)
+    return sum(safe_sizeof(child) for child in exclusive_children(obj))
 
 
 # -- survivors ------------------------------------------------------------------
@@ -321,7 +370,7 @@ def _survivor_groups(
             owner[i] = group_number
         while queue:
             i = queue.popleft()
-            for child_key in map(id, gc.get_referents(young[i])):
+            for child_key in map(id, referents(young[i])):
                 j = index.get(child_key)
                 if j is not None and owner[j] < 0:
                     owner[j] = group_number

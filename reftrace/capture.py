@@ -22,7 +22,14 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 
-from reftrace.objects import PACKAGE_DIR, allocation_site, is_own, short_path
+from reftrace.objects import (
+    PACKAGE_DIR,
+    allocation_site,
+    is_own,
+    referents,
+    referents_of_all,
+    short_path,
+)
 from reftrace.report import Allocation
 
 _MAX_EXIT_COLLECTS = 3
@@ -67,7 +74,8 @@ class Capture:
                 other._demote()
             gc.collect()
             t1 = time.perf_counter()
-            self.freeze_mode = gc.get_freeze_count() == 0 and not _ACTIVE
+            frozen = gc.get_freeze_count()
+            self.freeze_mode = not _ACTIVE and (frozen == 0 or frozen == _interpreter_frozen())
             if self.freeze_mode:
                 gc.freeze()
             else:
@@ -102,12 +110,22 @@ class Capture:
                 gc.unfreeze()
                 self.freeze_mode = False
 
-    def stop(self, own_ids: set[int], targets: list[object]) -> BlockState:
-        """Collect, list the new objects, read allocation sites, restore gc and tracemalloc."""
+    def collect(self) -> None:
+        """The exit collection: free the block's garbage, finalizers' garbage too.
+
+        Runs before the watch resolves its weak references into targets, so a
+        tracked object in a garbage cycle is gone, not held by the analysis.
+        """
         t0 = time.perf_counter()
         for _ in range(_MAX_EXIT_COLLECTS):
             if gc.collect() == 0:
                 break
+        self.timings["exit_collect"] = time.perf_counter() - t0
+
+    def stop(self, own_ids: set[int], targets: list[object]) -> BlockState:
+        """List the new objects, read allocation sites, restore gc and tracemalloc."""
+        if "exit_collect" not in self.timings:
+            self.collect()
         t1 = time.perf_counter()
         notes: list[str] = []
         try:
@@ -146,7 +164,7 @@ class Capture:
         finally:
             self.abort()
         timings = dict(self.timings)
-        timings.update(exit_collect=t1 - t0, new_objects=t2 - t1, allocations=t3 - t2)
+        timings.update(new_objects=t2 - t1, allocations=t3 - t2)
         return BlockState(young, young_ids, entries, allocations, sites, notes, timings)
 
     def _allocations(self) -> list[Allocation]:
@@ -177,18 +195,60 @@ _ALLOCATION_FILTERS = [
 ]
 
 
+_INTERPRETER_FROZEN: int | None = None
+
+
+def _interpreter_frozen() -> int:
+    """How many objects CPython itself left frozen at start-up.
+
+    3.12.0-3.12.1 start with the ``__mro__`` and ``__bases__`` tuples of the
+    static builtin types in the permanent generation. They are immortal and
+    hold only types, so unfreezing them along with the watched heap is
+    harmless; anything beyond them was frozen by the program and stays so.
+    """
+    global _INTERPRETER_FROZEN
+    if _INTERPRETER_FROZEN is None:
+        count = 0
+        if sys.version_info[:2] == (3, 12):
+            seen: set[int] = set()
+            stack: list[type] = [object]
+            while stack:
+                cls = stack.pop()
+                if id(cls) in seen:
+                    continue
+                seen.add(id(cls))
+                try:
+                    stack.extend(type.__subclasses__(cls))
+                except TypeError:
+                    pass
+                if not cls.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE
+                    for tup in {id(t): t for t in (cls.__mro__, cls.__bases__)}.values():
+                        count += gc.is_tracked(tup)
+        _INTERPRETER_FROZEN = count
+    return _INTERPRETER_FROZEN
+
+
 def _drop_presumed_old(young: list[object]) -> list[object]:
     """Leave out dicts and tuples that were allocated before the block.
 
     An empty dict (or a tuple of atomic values) is not tracked by the gc, so
     it was not frozen on entry; when the block stores a container in it, it
     becomes tracked and lands among the new objects. tracemalloc, started on
-    entry, has no trace for memory allocated before: such objects are old.
-    (A dict from the interpreter's free list, allocated before the block, is
-    indistinguishable; at most a few dozen per block are.)
+    entry, has no trace for memory allocated before, and no new object refers
+    to such a dict: then it is old. (A new dict taken from the interpreter's
+    free list has no trace either, but a new object refers to it, like the
+    ``__dict__`` of a new instance.)
     """
     get = tracemalloc.get_object_traceback
-    return [o for o in young if type(o) not in (dict, tuple) or get(o) is not None]
+    candidates = [
+        o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None
+    ]
+    if not candidates:
+        return young
+    referenced = set(map(id, referents_of_all(young)))
+    old = {id(o) for o in candidates if id(o) not in referenced}
+    del candidates
+    return [o for o in young if id(o) not in old]
 
 
 def _entry_points(young: list[object]) -> list[int]:
@@ -200,7 +260,7 @@ def _entry_points(young: list[object]) -> list[int]:
     index = {id(obj): i for i, obj in enumerate(young)}
     incoming = [0] * len(young)
     for i in range(len(young)):
-        for key in map(id, gc.get_referents(young[i])):
+        for key in map(id, referents(young[i])):
             j = index.get(key)
             if j is not None:
                 incoming[j] += 1

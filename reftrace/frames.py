@@ -1,8 +1,9 @@
 """Running frames: the roots that hold local variables.
 
-From 3.11 on, the local variables of a function that is still running live in
-the interpreter's frame stack, which the gc does not traverse: no
-``gc.get_referrers`` call will ever return "the frame of ``test_x``" for them.
+The local variables of a function that is still running are invisible to the
+gc: from 3.11 they live in the interpreter's frame stack, and on 3.10 the
+frame object is not tracked while it runs. No ``gc.get_referrers`` call will
+ever return "the frame of ``test_x``" for them.
 This module finds them directly, thread by thread.
 
 Reading ``frame.f_locals`` on 3.10-3.12 has a side effect: it stores a
@@ -16,6 +17,7 @@ at import and the dict is used when the check fails.
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 import threading
 import types
@@ -129,6 +131,30 @@ def running_frames() -> list[tuple[str, bool, types.FrameType]]:
     return out
 
 
+def frame_slots(
+    frame: types.FrameType, direct: bool
+) -> tuple[list[tuple[int, str]], dict[str, object] | None]:
+    """(address, name) of each bound local of ``frame``, and the snapshot dict
+    created to read them, if one had to be.
+
+    ``direct`` reads the slots in place, which is safe while the frame cannot
+    be freed under us: a frame of the current thread, a suspended
+    generator's frame, or a finished frame we hold.
+    """
+    code = frame.f_code
+    optimized = bool(code.co_flags & 0x01)  # CO_OPTIMIZED: a function body
+    if direct and optimized and _FAST_OK:
+        return _FAST.items(frame), None
+    f_locals = frame.f_locals
+    snapshot = f_locals if optimized and type(f_locals) is dict else None
+    return [(id(value), name) for name, value in list(f_locals.items())], snapshot
+
+
+def frame_function(frame: types.FrameType) -> str:
+    code = frame.f_code
+    return str(getattr(code, "co_qualname", code.co_name))
+
+
 def locals_index(
     frames: list[tuple[str, bool, types.FrameType]],
 ) -> tuple[dict[int, FrameLocal], list[object]]:
@@ -140,55 +166,69 @@ def locals_index(
     index: dict[int, FrameLocal] = {}
     snapshots: list[object] = []
     for thread, is_current, frame in frames:
-        code = frame.f_code
-        where = (thread, code.co_qualname if hasattr(code, "co_qualname") else code.co_name)
-        filename, lineno = short_path(code.co_filename), frame.f_lineno
-        optimized = bool(code.co_flags & 0x01)  # CO_OPTIMIZED: a function body
-        pairs: list[tuple[int, str]]
-        if is_current and optimized and _FAST_OK:
-            pairs = _FAST.items(frame)
-        else:
-            try:
-                f_locals = frame.f_locals
-            except Exception:
-                continue
-            if f_locals is frame.f_globals:
-                continue  # module-level code: its names are globals, found through the module
-            if optimized and type(f_locals) is dict:
-                snapshots.append(f_locals)
-            pairs = [(id(value), name) for name, value in list(f_locals.items())]
+        if not frame.f_code.co_flags & 0x01 and frame.f_locals is frame.f_globals:
+            continue  # module-level code: its names are globals, found through the module
+        try:
+            pairs, snapshot = frame_slots(frame, direct=is_current)
+        except Exception:
+            continue
+        if snapshot is not None:
+            snapshots.append(snapshot)
+        function = frame_function(frame)
+        filename, lineno = short_path(frame.f_code.co_filename), frame.f_lineno
         for address, name in pairs:
-            index.setdefault(address, FrameLocal(where[0], where[1], filename, lineno, name))
+            index.setdefault(address, FrameLocal(thread, function, filename, lineno, name))
     return index, snapshots
 
 
-def own_frame_references(skip: int = 1) -> Counter[int]:
-    """How many times each object id is held by the locals of reftrace's own
-    running frames in this thread (3.11+, where those references are invisible
-    to the gc). ``skip`` frames nearest the caller are left out."""
+def frame_references(frames: list[types.FrameType]) -> Counter[int]:
+    """How many times each object id is held by the locals of ``frames``
+    (running frames of this thread, whose references the gc cannot see)."""
     counts: Counter[int] = Counter()
-    if sys.version_info < (3, 11):
-        return counts  # frames are gc-visible objects there: already counted
-    frame: types.FrameType | None = sys._getframe(skip + 1)
-    while frame is not None:
-        if is_own_code(frame.f_code):
-            if _FAST_OK:
-                counts.update(address for address, _ in _FAST.items(frame))
-            else:
-                try:
-                    counts.update(id(value) for value in list(frame.f_locals.values()))
-                except Exception:
-                    pass
-        frame = frame.f_back
+    for frame in frames:
+        try:
+            pairs, _ = frame_slots(frame, direct=True)
+        except Exception:
+            continue
+        counts.update(address for address, _ in pairs)
     return counts
 
 
-def frame_local_name(frame: types.FrameType, child: object) -> str | None:
-    """The name of the local of a (finished or suspended) frame that holds ``child``."""
+def own_frame_references(skip: int = 1) -> Counter[int]:
+    """References held by reftrace's own running frames in this thread; the
+    ``skip`` frames nearest the caller are left out."""
+    frames = []
+    frame: types.FrameType | None = sys._getframe(skip + 1)
+    while frame is not None:
+        if is_own_code(frame.f_code):
+            frames.append(frame)
+        frame = frame.f_back
+    return frame_references(frames)
+
+
+def frame_local_name(frame: types.FrameType, child: object, owner: object = None) -> str | None:
+    """The name of the local of a finished or suspended frame that holds
+    ``child``, directly or through a closure cell. ``owner`` is the generator
+    or coroutine the frame belongs to, if any (it keeps the frame alive)."""
     try:
-        for name, value in list(frame.f_locals.items()):
-            if value is child:
-                return str(name)
+        pairs, _ = frame_slots(frame, direct=True)
     except Exception:
         return None
+    target = id(child)
+    for address, name in pairs:
+        if address == target:
+            return name
+    cells = {
+        id(c): c
+        for c in gc.get_referents(owner if owner is not None else frame)
+        if type(c) is types.CellType
+    }
+    for address, name in pairs:
+        cell = cells.get(address)
+        if cell is not None:
+            try:
+                if cell.cell_contents is child:
+                    return name
+            except ValueError:
+                continue
     return None

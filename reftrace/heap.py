@@ -26,7 +26,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 from reftrace import frames as _frames
-from reftrace.objects import is_immortal, is_own, module_name
+from reftrace.objects import (
+    BROKEN_ASYNCIO_TRAVERSE,
+    is_immortal,
+    is_own,
+    module_name,
+    referents,
+    referents_of_all,
+)
 
 #: Above this many objects per call, a forward scan beats gc.get_referrers.
 SMALL_BATCH = 24
@@ -50,7 +57,12 @@ class RootEdge:
 class HeapView:
     """A read-only view of the heap for one analysis."""
 
-    def __init__(self, own_ids: set[int], exception: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        own_ids: set[int],
+        exception: BaseException | None = None,
+        caller: types.FrameType | None = None,
+    ) -> None:
         self.own = own_ids
         self.module_dicts: dict[int, str] = {}
         for name, module in list(sys.modules.items()):
@@ -60,8 +72,15 @@ class HeapView:
                 self.module_dicts.setdefault(id(namespace), canonical if canonical != "?" else name)
         running = _frames.running_frames()
         self.frame_ids = {id(frame) for _, _, frame in running}
-        self.locals, snapshots = _frames.locals_index(running)
-        del running
+        # The function running the `with` block keeps handles on what it
+        # watched (`out = w.track(...)`); they die when it returns, so its
+        # locals are not roots: a leak must be held by something else.
+        self.caller_refs = _frames.frame_references([caller] if caller is not None else [])
+        self.caller_function = _frames.frame_function(caller) if caller is not None else ""
+        self.locals, snapshots = _frames.locals_index(
+            [entry for entry in running if entry[2] is not caller]
+        )
+        del running, caller
         self.snapshots = snapshots
         self.own.update(id(s) for s in snapshots)
         self.exception_id = id(exception) if exception is not None else 0
@@ -91,8 +110,12 @@ class HeapView:
 
     def all_objects(self) -> list[object]:
         if self._all is None:
-            self._all = gc.get_objects()
-            self.own.add(id(self._all))
+            # Leave out reftrace's containers alive right now (a batch tuple,
+            # say): this list would otherwise keep them, and their contents
+            # would look held by them in every later scan.
+            own = self.own
+            self._all = [obj for obj in gc.get_objects() if id(obj) not in own]
+            own.add(id(self._all))
         return self._all
 
     def referrers(self, ids: list[int]) -> dict[int, list[int]]:
@@ -103,10 +126,11 @@ class HeapView:
         frames and reftrace's own objects are not.
         """
         result: dict[int, list[int]] = {key: [] for key in ids}
-        batch = [self.nodes[key] for key in ids]
+        batch = tuple(self.nodes[key] for key in ids)
+        # 3.13 returns the argument tuple of get_referrers among the referrers.
         self.own.add(id(batch))
         try:
-            if len(batch) <= SMALL_BATCH:
+            if len(batch) <= SMALL_BATCH and not BROKEN_ASYNCIO_TRAVERSE:
                 found = gc.get_referrers(*batch)
                 self._distribute(found, result)
                 del found
@@ -115,7 +139,7 @@ class HeapView:
                 want = result.keys()
                 for start in range(0, len(objects), _CHUNK):
                     chunk = objects[start : start + _CHUNK]
-                    if not want.isdisjoint(map(id, gc.get_referents(*chunk))):
+                    if not want.isdisjoint(map(id, referents_of_all(chunk))):
                         self._distribute(chunk, result)
                     del chunk
         finally:
@@ -134,7 +158,7 @@ class HeapView:
                 continue
             holder_id = id(holder)
             seen = set()
-            for key in map(id, gc.get_referents(holder)):
+            for key in map(id, referents(holder)):
                 if key in result and key not in seen:
                     seen.add(key)
                     result[key].append(holder_id)
@@ -178,23 +202,35 @@ class HeapView:
         out: list[int] = []
         for start in range(0, len(objs), SMALL_BATCH):
             batch = objs[start : start + SMALL_BATCH]
-            out.extend(_hidden_counts(batch))
+            out.extend(_hidden_counts(batch, self.caller_refs))
         return out
+
+
+def _all_referrers(batch: list[object]) -> list[object]:
+    """Every tracked object referring to a batch member, reftrace's own included."""
+    if not BROKEN_ASYNCIO_TRAVERSE:
+        return gc.get_referrers(*batch)
+    want = set(map(id, batch))
+    found = []
+    for obj in gc.get_objects():
+        if not want.isdisjoint(map(id, referents(obj))):
+            found.append(obj)
+    return found
 
 
 def _visible_counts(batch: list[object], holders: list[object]) -> dict[int, int]:
     counts = dict.fromkeys(map(id, batch), 0)
     for holder in holders:
-        for key in map(id, gc.get_referents(holder)):
+        for key in map(id, referents(holder)):
             if key in counts:
                 counts[key] += 1
     return counts
 
 
-def _hidden_counts(batch: list[object]) -> list[int]:
+def _hidden_counts(batch: list[object], known: Counter[int]) -> list[int]:
     # No local variable of this function may refer to a batch member while
     # the referrers are read, or it would be counted as hidden.
-    holders = gc.get_referrers(*batch)
+    holders = _all_referrers(batch)
     counts = _visible_counts(batch, holders)
     in_holders = Counter(map(id, holders))
     in_frames = _frames.own_frame_references(skip=1)
@@ -204,8 +240,10 @@ def _hidden_counts(batch: list[object]) -> list[int]:
             out.append(0)
             continue
         # References: the heap (counts), the holders list, reftrace's own
-        # frames (callers included), `obj` and getrefcount's argument.
+        # frames, the `known` ones (the watching function's locals), `obj`
+        # and getrefcount's argument.
         key = id(obj)
-        rc = sys.getrefcount(obj) - 2 - counts[key] - in_holders.get(key, 0) - in_frames.get(key, 0)
+        rc = sys.getrefcount(obj) - 2 - counts[key] - in_holders.get(key, 0)
+        rc -= in_frames.get(key, 0) + known.get(key, 0)
         out.append(max(rc, 0))
     return out

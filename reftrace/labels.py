@@ -102,8 +102,8 @@ def _container_edge(parent: object, child: object) -> Edge | None:
     return None
 
 
-def _frame_edge(frame: types.FrameType, child: object) -> Edge | None:
-    name = _frames.frame_local_name(frame, child)
+def _frame_edge(frame: types.FrameType, child: object, owner: object = None) -> Edge | None:
+    name = _frames.frame_local_name(frame, child, owner)
     code = frame.f_code
     where = f"{code.co_name} ({short_path(code.co_filename)}:{frame.f_lineno})"
     if name is not None:
@@ -179,7 +179,7 @@ def _edge(parent: object, child: object) -> Edge | None:
     if t in (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType):
         frame = _generator_frame(parent)
         if frame is not None and child is not frame:
-            found = _frame_edge(frame, child)
+            found = _frame_edge(frame, child, owner=parent)
             if found is not None and found.kind == "local":
                 prefix = {"generator": ".gi_frame", "coroutine": ".cr_frame"}.get(
                     type_name(parent), ".ag_frame"

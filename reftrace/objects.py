@@ -43,6 +43,46 @@ _UNTRACKABLE_TYPES = (
 )
 
 
+# CPython 3.12.0-3.12.4 (gh-122695): traversing the `_asyncio` module walks a
+# free list of already-freed iterator objects; `gc.get_referents` then hands
+# out freed memory and the process hangs or runs out of memory. reftrace never
+# traverses that module there, and finds referrers by its own scans (which can
+# skip it) instead of `gc.get_referrers` (which cannot).
+BROKEN_ASYNCIO_TRAVERSE = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 5)
+
+
+def untraversable(obj: object) -> bool:
+    return BROKEN_ASYNCIO_TRAVERSE and obj is sys.modules.get("_asyncio")
+
+
+def referents(obj: object) -> list[object]:
+    """``gc.get_referents(obj)``, or [] when the type's traverse fails.
+
+    A broken ``tp_traverse`` in some extension type (seen on 3.12.1 with a
+    module object) raises MemoryError instead of visiting; one such object
+    must not stop an analysis.
+    """
+    if untraversable(obj):
+        return []
+    try:
+        return gc.get_referents(obj)
+    except Exception:
+        return []
+
+
+def referents_of_all(objs: list[object]) -> list[object]:
+    """``gc.get_referents(*objs)`` in one C call, falling back to one at a time."""
+    if BROKEN_ASYNCIO_TRAVERSE and any(map(untraversable, objs)):
+        objs = [o for o in objs if not untraversable(o)]
+    try:
+        return gc.get_referents(*objs)
+    except Exception:
+        out: list[object] = []
+        for obj in objs:
+            out.extend(referents(obj))
+        return out
+
+
 def type_name(obj: object) -> str:
     """The qualified name of ``type(obj)``, read from the type slot itself."""
     try:
@@ -129,8 +169,20 @@ def is_interned(s: str) -> bool:
     return _interned_bits(s) != 0
 
 
+# The demo agent ships inside the package but is a program like any other:
+# its objects are watched, never hidden.
+_DEMO_DIR = os.path.join(PACKAGE_DIR, "demo") + os.sep
+
+
 def is_own_code(code: types.CodeType) -> bool:
-    return code.co_filename.startswith(PACKAGE_DIR)
+    filename = code.co_filename
+    return filename.startswith(PACKAGE_DIR + os.sep) and not filename.startswith(_DEMO_DIR)
+
+
+def is_own_module(module: object) -> bool:
+    return isinstance(module, str) and (
+        module == "reftrace" or (module.startswith("reftrace.") and not module.startswith("reftrace.demo"))
+    )
 
 
 def is_own(obj: object) -> bool:
@@ -140,7 +192,7 @@ def is_own(obj: object) -> bool:
         module = _type_module(t)
     except Exception:
         module = None
-    if isinstance(module, str) and (module == "reftrace" or module.startswith("reftrace.")):
+    if is_own_module(module):
         return True
     code = None
     if t is types.FrameType:

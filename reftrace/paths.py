@@ -34,6 +34,8 @@ class NotFound:
 
     reason: str
     garbage: bool = False
+    #: held only by local variables of the function running the watch block
+    caller_held: bool = False
 
 
 @dataclass
@@ -127,6 +129,13 @@ def _explain_dead_end(search: _Search, heap: HeapView, limit: int = 256) -> Foun
     for key, count in zip(keys, hidden):
         if count > 0:
             return Found(RootEdge("hidden", 0), search.chain_from(key))
+    for key in keys:
+        if heap.caller_refs.get(key):
+            return NotFound(
+                f"held only by local variables of {heap.caller_function}, the function "
+                "running the watch block; they go when it returns",
+                caller_held=True,
+            )
     if len(search.toward_target) > limit:
         return NotFound(
             f"no root found; {len(search.toward_target)} objects lead to it, "

@@ -175,6 +175,8 @@ class LeakGroup:
 
     signature: str
     leaks: list[Leak]
+    #: bytes the group keeps, shared objects counted once (0: not measured)
+    retained: int = 0
 
     @property
     def count(self) -> int:
@@ -182,16 +184,25 @@ class LeakGroup:
 
     @property
     def size(self) -> int:
-        return sum(leak.size for leak in self.leaks)
+        return self.retained or sum(leak.size for leak in self.leaks)
 
     @property
     def example(self) -> Leak:
-        return self.leaks[0]
+        """The leak nearest the suspect reference (the output, not its chunks)."""
+        return min(self.leaks, key=lambda leak: len(leak.path.steps) if leak.path else 0)
+
+    @property
+    def types(self) -> list[tuple[str, int]]:
+        """Leaked types and their counts, most common first."""
+        counts: dict[str, int] = {}
+        for leak in self.leaks:
+            counts[leak.type_name] = counts.get(leak.type_name, 0) + 1
+        return sorted(counts.items(), key=lambda item: -item[1])
 
     def __str__(self) -> str:
-        from reftrace.renderers.text import render_leak
+        from reftrace.renderers.text import render_group
 
-        return render_leak(self.example, count=self.count, total_size=self.size)
+        return render_group(self)
 
 
 @dataclass
@@ -260,14 +271,22 @@ class Report:
     new_objects: int = 0
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    #: bytes and objects each finding keeps, its leaks' shared objects counted once
+    finding_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: tracked objects held only by the watching function's own locals
+    handles: int = 0
 
     @property
     def leak_groups(self) -> list[LeakGroup]:
-        """Leaks grouped by signature, largest group first."""
+        """Leaks grouped by signature (one per suspect reference), largest first."""
         groups: dict[str, LeakGroup] = {}
         for leak in self.leaks:
-            groups.setdefault(leak.signature, LeakGroup(leak.signature, [])).leaks.append(leak)
-        return sorted(groups.values(), key=lambda g: (-g.count, -g.size))
+            group = groups.setdefault(leak.signature, LeakGroup(leak.signature, []))
+            group.leaks.append(leak)
+        for signature, group in groups.items():
+            if signature in self.finding_sizes:
+                group.retained = self.finding_sizes[signature][0]
+        return sorted(groups.values(), key=lambda g: (-g.size, -g.count))
 
     @property
     def survivor_count(self) -> int:
@@ -287,9 +306,15 @@ class Report:
         return {
             "leaks": [leak.to_dict() for leak in self.leaks],
             "leak_groups": [
-                {"signature": g.signature, "count": g.count, "size": g.size}
+                {
+                    "signature": g.signature,
+                    "count": g.count,
+                    "size": g.size,
+                    "types": [list(t) for t in g.types],
+                }
                 for g in self.leak_groups
             ],
+            "handles": self.handles,
             "survivors": [group.to_dict() for group in self.survivors],
             "allocations": [a.to_dict() for a in self.allocations],
             "tracked": self.tracked,

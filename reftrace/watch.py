@@ -15,8 +15,7 @@ from __future__ import annotations
 import sys
 import time
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Generic, TypeVar
 
 from reftrace.analysis import Options, build_report
@@ -73,7 +72,7 @@ class Watch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._finish(exc)
+        self._finish(exc, sys._getframe(1))
 
     async def __aenter__(self) -> Watch:
         return self.__enter__()
@@ -84,7 +83,7 @@ class Watch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._finish(exc)
+        self._finish(exc, sys._getframe(1))
 
     # -- tracking ---------------------------------------------------------------
 
@@ -120,14 +119,11 @@ class Watch:
         interned strings) pass through untracked.
         """
         self._require_active("track_stream")
-        if hasattr(type(iterable), "__aiter__"):
-            stream: Any = AsyncTrackedStream(self, iterable)
-        elif hasattr(type(iterable), "__iter__"):
-            stream = TrackedStream(self, iter(iterable))
-        else:
+        if not (hasattr(type(iterable), "__aiter__") or hasattr(type(iterable), "__iter__")):
             raise TypeError(
                 f"track_stream() needs an iterable or async iterable, got {type_name(iterable)}"
             )
+        stream: TrackedStream[Any] = TrackedStream(self, iterable)
         self._streams.append(weakref.ref(stream))
         return stream
 
@@ -158,7 +154,7 @@ class Watch:
             raise RuntimeError("the report is ready only after the watch() block exits")
         return self._report
 
-    def _finish(self, exc: BaseException | None) -> None:
+    def _finish(self, exc: BaseException | None, caller: FrameType | None) -> None:
         self._state = "done"
         t0 = time.perf_counter()
         for stream in [ref() for ref in self._streams]:
@@ -166,6 +162,11 @@ class Watch:
                 stream._detach()
         self._streams = []
         self._sweep()
+        try:
+            self._capture.collect()
+        except BaseException:
+            self._capture.abort()
+            raise
         targets = [obj for obj in (ref() for ref in self._weak) if obj is not None]
         targets += self._held
         self._held = []
@@ -179,7 +180,8 @@ class Watch:
             raise
         self._weak = []
         own.add(id(state.young))
-        report = build_report(state, targets, self._tracked, own, exc, self._options)
+        report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
+        del caller
         state.young.clear()
         del state, targets
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
@@ -187,61 +189,68 @@ class Watch:
 
 
 class TrackedStream(Generic[T]):
-    """A sync iterator that tracks every item of the one it wraps."""
+    """Wraps an iterable, sync or async, and tracks every item it yields.
 
-    def __init__(self, watch: Watch, iterator: Iterator[T]) -> None:
+    It is iterated the way the wrapped object is: ``for`` uses its
+    ``__iter__``, ``async for`` its ``__aiter__`` (an object with both, like
+    an ORM query set, works either way). ``close()`` and ``aclose()`` are
+    forwarded. After the watch block the wrapper lets go of the iterable.
+    """
+
+    def __init__(self, watch: Watch, iterable: Any) -> None:
         self._watch: Watch | None = watch
-        self._iterator: Iterator[T] | None = iterator
+        self._iterable: Any = iterable
+        self._iterator: Any = None
 
     def __iter__(self) -> TrackedStream[T]:
+        if self._iterator is None and self._iterable is not None:
+            self._iterator = iter(self._iterable)
         return self
 
     def __next__(self) -> T:
         if self._iterator is None:
-            raise StopIteration
+            self.__iter__()
+            if self._iterator is None:
+                raise StopIteration
         item = next(self._iterator)
-        if self._watch is not None and self._watch._state == "active":
-            self._watch._track_item(item)
+        self._track(item)
         return item
 
-    def close(self) -> None:
-        iterator, self._iterator = self._iterator, None
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()
-
-    def _detach(self) -> None:
-        # Never keep the program's iterator alive past the block.
-        self._iterator = None
-        self._watch = None
-
-
-class AsyncTrackedStream(Generic[T]):
-    """An async iterator that tracks every item of the one it wraps."""
-
-    def __init__(self, watch: Watch, iterable: AsyncIterable[T]) -> None:
-        self._watch: Watch | None = watch
-        self._iterator: AsyncIterator[T] | None = iterable.__aiter__()
-
-    def __aiter__(self) -> AsyncTrackedStream[T]:
+    def __aiter__(self) -> TrackedStream[T]:
+        if self._iterator is None and self._iterable is not None:
+            self._iterator = self._iterable.__aiter__()
         return self
 
     async def __anext__(self) -> T:
         if self._iterator is None:
-            raise StopAsyncIteration
-        item = await self._iterator.__anext__()
-        if self._watch is not None and self._watch._state == "active":
-            self._watch._track_item(item)
+            self.__aiter__()
+            if self._iterator is None:
+                raise StopAsyncIteration
+        item: T = await self._iterator.__anext__()
+        self._track(item)
         return item
 
+    def _track(self, item: object) -> None:
+        if self._watch is not None and self._watch._state == "active":
+            self._watch._track_item(item)
+
+    def close(self) -> None:
+        target = self._iterator if self._iterator is not None else self._iterable
+        self._iterator = self._iterable = None
+        close = getattr(target, "close", None)
+        if close is not None:
+            close()
+
     async def aclose(self) -> None:
-        iterator, self._iterator = self._iterator, None
-        aclose = getattr(iterator, "aclose", None)
+        target = self._iterator if self._iterator is not None else self._iterable
+        self._iterator = self._iterable = None
+        aclose = getattr(target, "aclose", None)
         if aclose is not None:
             await aclose()
 
     def _detach(self) -> None:
-        self._iterator = None
+        # Never keep the program's iterator alive past the block.
+        self._iterator = self._iterable = None
         self._watch = None
 
 

@@ -196,15 +196,53 @@ def test_cycle_without_root_is_garbage_not_a_leak():
     assert w.report.collected == 2
 
 
-def test_local_variable_of_the_running_function_is_a_frame_root():
+def test_handles_in_the_watching_function_are_not_leaks():
     with reftrace.watch() as w:
-        kept_here = w.track(Payload())
+        out = w.track(Payload())
+        for _chunk in w.track_stream(iter([Payload(1), Payload(1)])):
+            pass
+    # `out` and the loop variable still refer to tracked objects, but only
+    # until this function returns: a note, not a leak.
+    assert w.report.leaks == []
+    assert w.report.handles == 2
+    assert "test_handles_in_the_watching_function_are_not_leaks" in "\n".join(w.report.notes)
+    assert out is not None
+
+
+def test_handle_does_not_hide_the_real_holder():
+    with reftrace.watch() as w:
+        out = w.track(Payload())
+        SERVICE.events.on("chunk", out.on_event)
+    leak = only_leak(w.report)
+    assert leak.path.expression == "SERVICE.events._listeners['chunk'][0].__self__"
+    del out
+
+
+def test_local_variable_of_another_running_frame_is_a_frame_root():
+    handed, holding, release = [], threading.Event(), threading.Event()
+
+    def worker():
+        while not handed:
+            holding.wait(0.01)
+        kept_here = handed.pop()
+        holding.set()
+        release.wait()
+        del kept_here
+
+    thread = threading.Thread(target=worker, name="holder-thread")
+    thread.start()
+    try:
+        with reftrace.watch() as w:
+            handed.append(w.track(Payload()))
+            assert holding.wait(10)
+    finally:
+        release.set()
+        thread.join()
     leak = only_leak(w.report)
     assert leak.path.root.kind == "frame"
-    assert leak.path.root.function.endswith("test_local_variable_of_the_running_function_is_a_frame_root")
-    assert leak.path.root.name == threading.current_thread().name
+    assert leak.path.root.name == "holder-thread"
+    assert leak.path.root.function.endswith("worker")
     assert leak.path.steps[0].label == "local 'kept_here'"
-    del kept_here
 
 
 def test_closure_cell_is_labelled_with_its_variable_name():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reftrace.report import Leak, Path, Report, SurvivorGroup
+    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
 
 _LABEL_WIDTH = 30
 _TYPE_WIDTH = 16
@@ -58,6 +58,19 @@ def render_leak(leak: Leak, count: int = 1, total_size: int | None = None) -> st
     if leak.path.suspect is None:
         lines.append("   (every object on this path existed before the block)")
     return "\n".join(lines)
+
+
+def render_group(group: LeakGroup) -> str:
+    """One finding: the leak nearest the suspect reference, with what else leaked there."""
+    example = group.example
+    same = sum(1 for leak in group.leaks if leak.type_name == example.type_name)
+    text = render_leak(example, count=same, total_size=group.size)
+    others = [(name, n) for name, n in group.types if name != example.type_name]
+    if others:
+        listed = ", ".join(f"{name} ×{n}" for name, n in others)
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n  with {sum(n for _, n in others)} more tracked objects through the same reference: {listed}\n{rest}"
+    return text
 
 
 def render_survivor_group(group: SurvivorGroup) -> str:
