@@ -140,12 +140,11 @@ class Capture:
                     "the program froze objects with gc.freeze(): new objects were found by id, "
                     "and references from frozen objects are invisible to the search"
                 )
-            own_ids.add(id(young))
+            # (These lists are made after the objects were listed, so they
+            # are not among them; the caller registers the final one.)
             young = [o for o in young if id(o) not in own_ids and not is_own(o)]
-            own_ids.add(id(young))
             if self.started_tracing:
                 young = _drop_presumed_old(young)
-                own_ids.add(id(young))
             young_ids = set(map(id, young))
             entries = _entry_points(young)
             t2 = time.perf_counter()

@@ -118,6 +118,13 @@ class HeapView:
             own.add(id(self._all))
         return self._all
 
+    def release_scan(self) -> None:
+        """Drop the list of every object: it refers to everything, so it would be
+        counted as a holder of each object in a later reference count."""
+        if self._all is not None:
+            self.own.discard(id(self._all))
+            self._all = None
+
     def referrers(self, ids: list[int]) -> dict[int, list[int]]:
         """For each object id in ``ids`` (objects kept in ``self.nodes``), the ids
         of the objects that refer to it; those are added to ``self.nodes``.

@@ -73,9 +73,12 @@ def shortest_paths(
                 still_active.append(search)
         active = still_active
         depth += 1
+    heap.release_scan()
     for search in searches:
         if isinstance(search.result, NotFound) and search.result.reason == "":
             search.result = _explain_dead_end(search, heap)
+    # The ids of freed containers must not stay "own": new objects reuse them.
+    heap.own.difference_update(id(s.toward_target) for s in searches)
     return {s.target: s.result for s in searches}  # type: ignore[misc]
 
 

@@ -178,10 +178,10 @@ class Watch:
         except BaseException:
             self._capture.abort()
             raise
-        self._weak = []
         own.add(id(state.young))
         report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
         del caller
+        self._weak = []
         state.young.clear()
         del state, targets
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
