@@ -14,6 +14,7 @@ import gc
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -29,7 +30,7 @@ _ITEM_KINDS = ("index", "key", "item", "dictkey")
 _MAX_RETAINED_WALK = 100_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Options:
     max_depth: int = DEFAULT_MAX_DEPTH
     survivors: bool = True
@@ -46,7 +47,7 @@ def build_report(
     options: Options,
 ) -> Report:
     t0 = time.perf_counter()
-    heap = HeapView(own_ids, exception, caller)
+    heap = HeapView(own_ids, exception, caller, state.young_ids)
     del caller
     heap.own.add(id(targets))
     for obj in targets:
@@ -80,7 +81,8 @@ def build_report(
     survivors: list[SurvivorGroup] = []
     garbage_survivors = 0
     if options.survivors and state.entries:
-        survivors, garbage_survivors = _survivor_groups(heap, state, options)
+        known = known_prefixes(results.values())
+        survivors, garbage_survivors = _survivor_groups(heap, state, options, known)
     t3 = time.perf_counter()
 
     notes = list(state.notes)
@@ -317,8 +319,23 @@ def _untracked_size(obj: object) -> int:
 # -- survivors ------------------------------------------------------------------
 
 
+def known_prefixes(results: Iterable[Found | NotFound]) -> dict[int, Found]:
+    """Shortest paths to every object on the leak paths already found.
+
+    A prefix of a shortest path is a shortest path to where it ends (a
+    shorter one would shorten the whole), so survivors attached to those
+    objects need no search of their own.
+    """
+    known: dict[int, Found] = {}
+    for result in results:
+        if isinstance(result, Found):
+            for i, key in enumerate(result.chain):
+                known.setdefault(key, Found(result.root, result.chain[: i + 1]))
+    return known
+
+
 def _survivor_groups(
-    heap: HeapView, state: BlockState, options: Options
+    heap: HeapView, state: BlockState, options: Options, known: dict[int, Found]
 ) -> tuple[list[SurvivorGroup], int]:
     young = state.young
     entry_ids = [id(young[i]) for i in state.entries]
@@ -340,13 +357,21 @@ def _survivor_groups(
             group_key = (0, f"root:{root.kind}:{root.frame_local}")
             groups.setdefault(group_key, []).append(key)
             continue
-        module_holders = [h for h in old_holders if h in heap.module_dicts]
-        holder = (module_holders or old_holders or [0])[0]
+        module_holders = [
+            h
+            for h in old_holders
+            if h in heap.module_dicts and h != heap.caller_namespace
+        ]
+        other_holders = [h for h in old_holders if h not in heap.module_dicts]
+        holder = (module_holders or other_holders or [0])[0]
         if not holder:
             if not any(h in young_ids for h in holders[key]):
                 unexplained.append(key)
             continue
-        edge = labels.edge(heap.nodes[holder], obj)
+        if holder in heap.module_dicts:
+            edge = labels.global_edge(heap.nodes[holder], obj)  # type: ignore[arg-type]
+        else:
+            edge = labels.edge(heap.nodes[holder], obj)
         group_key = (holder, "[*]" if edge.kind in _ITEM_KINDS else edge.label)
         groups.setdefault(group_key, []).append(key)
         edges.setdefault(group_key, edge)
@@ -383,8 +408,13 @@ def _survivor_groups(
             sizes[group_number] += safe_sizeof(young[i]) + _untracked_size(young[i])
 
     # Paths from roots to the old holders.
-    holder_ids = [group_key[0] for group_key, _ in ordered[: options.max_survivor_groups] if group_key[0]]
-    paths = shortest_paths(heap, holder_ids, options.max_depth) if holder_ids else {}
+    holder_ids = [
+        group_key[0] for group_key, _ in ordered[: options.max_survivor_groups] if group_key[0]
+    ]
+    unknown = [key for key in holder_ids if key not in known and key not in heap.module_dicts]
+    paths: dict[int, Found | NotFound] = {key: known[key] for key in holder_ids if key in known}
+    if unknown:
+        paths.update(shortest_paths(heap, unknown, options.max_depth))
 
     out: list[SurvivorGroup] = []
     garbage = 0
@@ -411,9 +441,26 @@ def _survivor_groups(
                 )
             )
             continue
-        result = paths.get(holder)
         edge = edges[group_key]
         holder_type = type_name(heap.nodes[holder])
+        if holder in heap.module_dicts:
+            first = heap.nodes[members[0]]
+            root = Root("module", heap.module_dicts[holder])
+            step = Step(edge.label, edge.kind, edge.code, type_name(first), "new", True, describe(first))
+            path = Path(root, (step,))
+            out.append(
+                SurvivorGroup(
+                    attachment=path.expression,
+                    holder_type=root.describe(),
+                    edge=edge.label,
+                    path=path,
+                    count=count,
+                    size=sizes[group_number],
+                    top_types=top,
+                )
+            )
+            continue
+        result = paths.get(holder)
         if isinstance(result, NotFound) and result.garbage:
             garbage += count
             continue

@@ -40,7 +40,7 @@ _ACTIVE: list[Capture] = []
 _ACTIVE_LOCK = threading.Lock()
 
 
-@dataclass
+@dataclass(slots=True)
 class BlockState:
     """What the exit of a block leaves for the analysis."""
 
@@ -55,6 +55,10 @@ class BlockState:
 
 class Capture:
     """Snapshots around one block. ``start()`` on entry, ``stop()`` on exit."""
+
+    # No instance __dict__: a dict of reftrace's would look like an old
+    # holder of the new objects it refers to.
+    __slots__ = ("frames", "max_allocations", "freeze_mode", "old_ids", "started_tracing", "before", "timings")
 
     def __init__(self, frames: int = 1, allocations: int = 30) -> None:
         if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:

@@ -40,7 +40,7 @@ SMALL_BATCH = 24
 _CHUNK = 1024
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RootEdge:
     """A root holding an object directly: a module global, a frame local, ..."""
 
@@ -62,6 +62,7 @@ class HeapView:
         own_ids: set[int],
         exception: BaseException | None = None,
         caller: types.FrameType | None = None,
+        young_ids: set[int] | frozenset[int] = frozenset(),
     ) -> None:
         self.own = own_ids
         self.module_dicts: dict[int, str] = {}
@@ -75,8 +76,21 @@ class HeapView:
         # The function running the `with` block keeps handles on what it
         # watched (`out = w.track(...)`); they die when it returns, so its
         # locals are not roots: a leak must be held by something else.
-        self.caller_refs = _frames.frame_references([caller] if caller is not None else [])
-        self.caller_function = _frames.frame_function(caller) if caller is not None else ""
+        # At module level (a script, a notebook cell) those handles are the
+        # globals the block bound to new objects.
+        self.caller_refs: Counter[int] = Counter()
+        self.caller_handles: set[int] = set()
+        self.caller_namespace = 0
+        self.caller_function = ""
+        if caller is not None:
+            self.caller_function = _frames.frame_function(caller)
+            if caller.f_code.co_flags & 0x01:  # a function: its locals are invisible
+                self.caller_refs = _frames.frame_references([caller])
+                self.caller_handles = set(self.caller_refs)
+            elif caller.f_locals is caller.f_globals:
+                self.caller_namespace = id(caller.f_globals)
+                self.caller_handles = {id(v) for v in list(caller.f_globals.values())}
+        self.young_ids = young_ids
         self.locals, snapshots = _frames.locals_index(
             [entry for entry in running if entry[2] is not caller]
         )
@@ -88,6 +102,8 @@ class HeapView:
         self._future_holders: dict[int, list[object]] | None = None
         #: Every object the analysis has touched, by id: the only place it keeps them.
         self.nodes: dict[int, object] = {}
+        #: Referrer ids found so far, so the leak and survivor searches share scans.
+        self._referrers: dict[int, list[int]] = {}
         self.own.update((id(self.__dict__), id(self.nodes), id(self.locals)))
 
     # -- roots ---------------------------------------------------------------
@@ -132,6 +148,10 @@ class HeapView:
         Module dicts are included (they are where module roots start); running
         frames and reftrace's own objects are not.
         """
+        cached = {key: self._referrers[key] for key in ids if key in self._referrers}
+        ids = [key for key in ids if key not in cached]
+        if not ids:
+            return cached
         result: dict[int, list[int]] = {key: [] for key in ids}
         batch = tuple(self.nodes[key] for key in ids)
         # 3.13 returns the argument tuple of get_referrers among the referrers.
@@ -157,6 +177,8 @@ class HeapView:
                 for holder in holders:
                     self.nodes[id(holder)] = holder
                     result[key].append(id(holder))
+        self._referrers.update(result)
+        result.update(cached)
         return result
 
     def _distribute(self, holders: list[object], result: dict[int, list[int]]) -> None:

@@ -20,7 +20,7 @@ from reftrace.heap import HeapView, RootEdge
 DEFAULT_MAX_DEPTH = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class Found:
     """A root and the chain of object ids from the object it holds to the target."""
 
@@ -28,7 +28,7 @@ class Found:
     chain: list[int]
 
 
-@dataclass
+@dataclass(slots=True)
 class NotFound:
     """No root: ``garbage`` when nothing outside a cycle holds the target."""
 
@@ -38,7 +38,7 @@ class NotFound:
     caller_held: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class _Search:
     target: int
     frontier: list[int]
@@ -96,6 +96,8 @@ def _advance(
                 best = (root.priority, key, root)
         for holder in referrers[key]:
             module = heap.module_dicts.get(holder)
+            if holder == heap.caller_namespace and key in heap.young_ids:
+                continue  # a global the watching module-level code bound: a handle
             if module is not None:
                 root = RootEdge("module", holder, module=module)
                 if best is None or root.priority < best[0]:
@@ -113,6 +115,10 @@ def _advance(
     next_frontier = []
     for key in search.frontier:
         for holder in referrers[key]:
+            # A module's globals end a path (as its root) or, for the watching
+            # code's own globals, are handles: never a way further up.
+            if holder in heap.module_dicts:
+                continue
             if holder not in search.toward_target:
                 search.toward_target[holder] = key
                 next_frontier.append(holder)
@@ -133,7 +139,7 @@ def _explain_dead_end(search: _Search, heap: HeapView, limit: int = 256) -> Foun
         if count > 0:
             return Found(RootEdge("hidden", 0), search.chain_from(key))
     for key in keys:
-        if heap.caller_refs.get(key):
+        if key in heap.caller_handles:
             return NotFound(
                 f"held only by local variables of {heap.caller_function}, the function "
                 "running the watch block; they go when it returns",
