@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["tests", "realworld"]
+nox.options.sessions = ["lint", "tests", "realworld"]
 nox.options.reuse_existing_virtualenvs = True
 # A missing interpreter is skipped with nox's own message ("Python interpreter
-# 3.X not found"), on CI too; `tests` below also says so in one line.
+# 3.X not found"), on CI too, instead of failing the run.
 nox.options.error_on_missing_interpreters = False
 
 
@@ -31,9 +29,7 @@ def realworld(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
     session.install("ruff")
-    session.run("ruff", "check", "reftrace", "tests", "bench")
-
-
-if __name__ == "__main__":
-    print({v: shutil.which(f"python{v}") for v in PYTHONS})
+    session.run("ruff", "check", "reftrace", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "reftrace", "tests", "bench", "noxfile.py")

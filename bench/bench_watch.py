@@ -13,8 +13,8 @@ times, as medians over the runs:
 - a leaking ``watch()``: 10 tracked objects leak through listener lists deep
   in the heap; entry to the 10 leak traces rendered as text; its report
   build (the exit of the block) is also shown alone;
-- peak RSS added while the leaking watch runs (``VmHWM`` reset through
-  ``/proc/self/clear_refs``, Linux only).
+- peak RSS added by the first leaking watch on the fresh heap (``VmHWM``
+  reset through ``/proc/self/clear_refs``, Linux only).
 
 Every run checks that the 10 leaks were found with the expected paths.
 """
@@ -135,40 +135,41 @@ def _status(field: str) -> int:
     raise OSError(field)
 
 
+def run_clean() -> None:
+    with reftrace.watch() as w:
+        clean_block(w)
+    assert not w.report.leaks, str(w.report)
+
+
+def run_leaking() -> tuple[reftrace.Report, float]:
+    """One leaking watch, from entry to the 10 traces rendered; returns the
+    report and how long its exit (building the report) took."""
+    with reftrace.watch() as w:
+        leaking_block(w)
+        exit_started = time.perf_counter()
+    built = time.perf_counter() - exit_started
+    out = io.StringIO()
+    for leak in w.report.leaks:
+        out.write(str(leak))
+    return w.report, built
+
+
 def run_size(size: int, repeat: int) -> dict[str, object]:
     objects = build_heap(size)
     collect, clean, leaking, build, peak = [], [], [], [], []
     expected = {f"SERVICES[{k * 7}].events._listeners['chunk'][0].__self__" for k in range(10)}
+    # Peak memory first, before other runs leave freed arenas to reuse.
+    peak.append(rss_peak_delta(lambda: (run_leaking(), unplant())))
     for _ in range(repeat):
         collect.append(timed(gc.collect))
-
-        def run_clean() -> None:
-            with reftrace.watch() as w:
-                clean_block(w)
-            assert not w.report.leaks, str(w.report)
-
         clean.append(timed(run_clean))
-
-        report_holder: list[reftrace.Report] = []
-
-        def run_leaking() -> None:
-            with reftrace.watch() as w:
-                leaking_block(w)
-                t_exit[0] = time.perf_counter()
-            t_built[0] = time.perf_counter()
-            out = io.StringIO()
-            for leak in w.report.leaks:
-                out.write(str(leak))
-            report_holder.append(w.report)
-
-        t_exit, t_built = [0.0], [0.0]
-        leaking.append(timed(run_leaking))
-        build.append(t_built[0] - t_exit[0])
-        report = report_holder.pop()
+        t0 = time.perf_counter()
+        report, built = run_leaking()
+        leaking.append(time.perf_counter() - t0)
+        build.append(built)
         found = {leak.path.expression for leak in report.leaks if leak.path}
         assert found == expected, f"wrong leaks: {sorted(found)}"
         unplant()
-        peak.append(rss_peak_delta(lambda: (run_leaking(), unplant(), report_holder.clear())))
     median = statistics.median
     return {
         "objects": objects,
@@ -208,10 +209,10 @@ def main() -> int:
     print(header)
     for size in sizes:
         row = run_size(size, repeat)
-        c = row["collect"]
+        c, clean, leaking = row["collect"], row["clean"], row["leaking"]
         print(
-            f"{row['objects']:>13,} {c * 1000:>9.0f}ms {row['clean'] * 1000:>10.0f}ms "
-            f"{row['clean'] / c:>5.1f}x {row['leaking'] * 1000:>12.0f}ms {row['leaking'] / c:>5.1f}x "
+            f"{row['objects']:>13,} {c * 1000:>9.0f}ms {clean * 1000:>10.0f}ms "
+            f"{clean / c:>5.1f}x {leaking * 1000:>12.0f}ms {leaking / c:>5.1f}x "
             f"{row['build'] * 1000:>11.0f}ms {row['peak_mb']:>9.1f}"
         )
         stages = ", ".join(f"{k} {v * 1000:.0f}ms" for k, v in row["stages"].items())

@@ -358,9 +358,7 @@ def _survivor_groups(
             groups.setdefault(group_key, []).append(key)
             continue
         module_holders = [
-            h
-            for h in old_holders
-            if h in heap.module_dicts and h != heap.caller_namespace
+            h for h in old_holders if h in heap.module_dicts and h != heap.caller_namespace
         ]
         other_holders = [h for h in old_holders if h not in heap.module_dicts]
         holder = (module_holders or other_holders or [0])[0]
@@ -446,7 +444,9 @@ def _survivor_groups(
         if holder in heap.module_dicts:
             first = heap.nodes[members[0]]
             root = Root("module", heap.module_dicts[holder])
-            step = Step(edge.label, edge.kind, edge.code, type_name(first), "new", True, describe(first))
+            step = Step(
+                edge.label, edge.kind, edge.code, type_name(first), "new", True, describe(first)
+            )
             path = Path(root, (step,))
             out.append(
                 SurvivorGroup(
@@ -464,7 +464,11 @@ def _survivor_groups(
         if isinstance(result, NotFound) and result.garbage:
             garbage += count
             continue
-        step_edge = edge if len(members) == 1 else labels.Edge(edge.kind, edge_text, "[*]" if edge.kind in _ITEM_KINDS else edge.code)
+        step_edge = (
+            edge
+            if len(members) == 1
+            else labels.Edge(edge.kind, edge_text, "[*]" if edge.kind in _ITEM_KINDS else edge.code)
+        )
         path = None
         reason = ""
         if isinstance(result, Found):
@@ -483,7 +487,9 @@ def _survivor_groups(
         elif isinstance(result, NotFound):
             reason = result.reason
         else:
-            reason = f"path not computed: only the {options.max_survivor_groups} largest groups get one"
+            reason = (
+                f"path not computed: only the {options.max_survivor_groups} largest groups get one"
+            )
         attachment = path.expression if path else f"<{holder_type}>{step_edge.code}"
         out.append(
             SurvivorGroup(

@@ -14,6 +14,7 @@ so its cost follows what the block allocates, not the size of the heap.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -58,7 +59,15 @@ class Capture:
 
     # No instance __dict__: a dict of reftrace's would look like an old
     # holder of the new objects it refers to.
-    __slots__ = ("frames", "max_allocations", "freeze_mode", "old_ids", "started_tracing", "before", "timings")
+    __slots__ = (
+        "frames",
+        "max_allocations",
+        "freeze_mode",
+        "old_ids",
+        "started_tracing",
+        "before",
+        "timings",
+    )
 
     def __init__(self, frames: int = 1, allocations: int = 30) -> None:
         if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
@@ -220,10 +229,8 @@ def _interpreter_frozen() -> int:
                 if id(cls) in seen:
                     continue
                 seen.add(id(cls))
-                try:
+                with contextlib.suppress(TypeError):
                     stack.extend(type.__subclasses__(cls))
-                except TypeError:
-                    pass
                 if not cls.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE
                     for tup in {id(t): t for t in (cls.__mro__, cls.__bases__)}.values():
                         count += gc.is_tracked(tup)
@@ -243,9 +250,7 @@ def _drop_presumed_old(young: list[object]) -> list[object]:
     ``__dict__`` of a new instance.)
     """
     get = tracemalloc.get_object_traceback
-    candidates = [
-        o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None
-    ]
+    candidates = [o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None]
     if not candidates:
         return young
     referenced = set(map(id, referents_of_all(young)))

@@ -188,7 +188,16 @@ def _edge(parent: object, child: object) -> Edge | None:
         return _named_attrs(
             parent,
             child,
-            ("gi_frame", "cr_frame", "ag_frame", "gi_yieldfrom", "cr_await", "ag_await", "gi_code", "cr_code"),
+            (
+                "gi_frame",
+                "cr_frame",
+                "ag_frame",
+                "gi_yieldfrom",
+                "cr_await",
+                "ag_await",
+                "gi_code",
+                "cr_code",
+            ),
         )
     if t is types.TracebackType:
         return _named_attrs(parent, child, ("tb_frame", "tb_next"))

@@ -181,7 +181,8 @@ def is_own_code(code: types.CodeType) -> bool:
 
 def is_own_module(module: object) -> bool:
     return isinstance(module, str) and (
-        module == "reftrace" or (module.startswith("reftrace.") and not module.startswith("reftrace.demo"))
+        module == "reftrace"
+        or (module.startswith("reftrace.") and not module.startswith("reftrace.demo"))
     )
 
 
@@ -290,7 +291,11 @@ def describe(obj: object) -> str:
             return f"{n} item" if n == 1 else f"{n} items"
         if t is types.MethodType:
             func = obj.__func__  # type: ignore[attr-defined]
-            return str(getattr(func, "__qualname__", "")) if isinstance(func, types.FunctionType) else ""
+            return (
+                str(getattr(func, "__qualname__", ""))
+                if isinstance(func, types.FunctionType)
+                else ""
+            )
         if t is types.FunctionType:
             return f"{obj.__qualname__} ({code_location(obj.__code__)})"  # type: ignore[attr-defined]
         if t is types.FrameType:

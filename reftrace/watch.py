@@ -29,6 +29,7 @@ T = TypeVar("T")
 #: Non-weakrefable tracked objects are checked for other holders this often.
 _SWEEP_EVERY = 64
 
+
 class Watch:
     """Watches one block: what it tracked, what it created, and what outlived it.
 

@@ -89,15 +89,22 @@ def test_listener_leak_is_traced_from_the_module_global_with_labelled_edges():
     assert leak.path is not None
     assert leak.path.root.kind == "module"
     assert leak.path.root.name == __name__
-    assert leak.path.labels == ["SERVICE", ".events", "._listeners", "['chunk']", "[1]", ".__self__"]
+    assert leak.path.labels == [
+        "SERVICE",
+        ".events",
+        "._listeners",
+        "['chunk']",
+        "[1]",
+        ".__self__",
+    ]
     assert leak.path.expression == "SERVICE.events._listeners['chunk'][1].__self__"
     assert [s.status for s in leak.path.steps] == ["old", "old", "old", "old", "new", "new"]
     assert leak.suspect is not None and leak.suspect.label == "[1]"
     text = str(leak)
     assert "SERVICE" in text and "suspect" in text and "Payload" in text
-    assert leak.allocated_at is not None and leak.allocated_at.endswith(
-        f"test_watch.py:{test_listener_leak_is_traced_from_the_module_global_with_labelled_edges.__code__.co_firstlineno + 3}"
-    )
+    first_line = test_listener_leak_is_traced_from_the_module_global_with_labelled_edges.__code__
+    assert leak.allocated_at is not None
+    assert leak.allocated_at.endswith(f"test_watch.py:{first_line.co_firstlineno + 3}")
     assert leak.size > 100 * 40  # the payload's 100 strings are part of what it keeps
 
 
@@ -122,7 +129,9 @@ def test_track_returns_its_argument_and_never_keeps_it_alive():
     assert w.report.leaks == []
 
 
-@pytest.mark.parametrize("factory", [dict, list, lambda: (object(),), lambda: "".join(["chunk "] * 100)])
+@pytest.mark.parametrize(
+    "factory", [dict, list, lambda: (object(),), lambda: "".join(["chunk "] * 100)]
+)
 def test_objects_that_cannot_be_weakly_referenced_are_tracked(factory):
     with reftrace.watch() as w:
         obj = w.track(factory())
@@ -341,7 +350,7 @@ def test_asyncio_task_result_is_found_on_every_version():
 def test_track_stream_tracks_every_item_and_passes_them_through():
     def chunks():
         for i in range(50):
-            yield {"i": i, "text": "chunk %d" % i}
+            yield {"i": i, "text": f"chunk {i}"}
 
     with reftrace.watch() as w:
         seen = []
@@ -463,9 +472,8 @@ def test_allocations_name_the_line_that_allocated_what_survived():
     with reftrace.watch() as w:
         REGISTRY.append(bytearray(2_000_000))
     top = w.report.allocations[0]
-    assert top.site.endswith(
-        f"test_watch.py:{test_allocations_name_the_line_that_allocated_what_survived.__code__.co_firstlineno + 2}"
-    )
+    first_line = test_allocations_name_the_line_that_allocated_what_survived.__code__.co_firstlineno
+    assert top.site.endswith(f"test_watch.py:{first_line + 2}")
     assert top.size >= 2_000_000
     assert not any("reftrace" in a.site.split(":")[0] for a in w.report.allocations)
 
@@ -543,3 +551,59 @@ def test_other_threads_keep_running_while_the_report_is_built():
         stop.set()
         for t in workers:
             t.join()
+
+
+class Hostile:
+    """User code that must never run while reftrace looks at it."""
+
+    calls: list[str] = []
+
+    def __init__(self) -> None:
+        self.payload = [1, 2, 3]
+
+    def __repr__(self) -> str:
+        Hostile.calls.append("repr")
+        raise RuntimeError("repr is user code")
+
+    def __eq__(self, other: object) -> bool:
+        Hostile.calls.append("eq")
+        raise RuntimeError("eq is user code")
+
+    __hash__ = object.__hash__
+
+    def __getattr__(self, name: str) -> object:
+        Hostile.calls.append(f"getattr {name}")
+        raise RuntimeError("getattr is user code")
+
+    def __sizeof__(self) -> int:
+        Hostile.calls.append("sizeof")
+        raise RuntimeError("sizeof is user code")
+
+
+def test_user_code_on_the_path_is_never_run():
+    Hostile.calls.clear()
+    with reftrace.watch() as w:
+        holder = Hostile()
+        holder.child = w.track(Payload())
+        REGISTRY.append({holder: holder})
+        del holder
+    leak = only_leak(w.report)
+    assert leak.path.labels == ["REGISTRY", "[0]", "[<Hostile key>]", ".child"]
+    str(w.report)
+    json.dumps(w.report.to_dict())
+    assert Hostile.calls == []
+
+
+def test_first_use_registries_are_not_leaks():
+    import logging
+    import re
+
+    with reftrace.watch() as w:
+        item = w.track(Payload())
+        logging.getLogger(f"reftrace-test-{id(item)}").debug("first use")
+        re.compile(rf"reftrace-{id(item)}-\d+")
+        isinstance(item, type(REGISTRY))
+        del item
+    assert w.report.leaks == []
+    # what the registries kept is visible as survivors, with its holder
+    assert any("loggerDict" in group.attachment for group in w.report.survivors)

@@ -69,7 +69,11 @@ def render_group(group: LeakGroup) -> str:
     if others:
         listed = ", ".join(f"{name} ×{n}" for name, n in others)
         first, _, rest = text.partition("\n")
-        text = f"{first}\n  with {sum(n for _, n in others)} more tracked objects through the same reference: {listed}\n{rest}"
+        more = sum(n for _, n in others)
+        text = (
+            f"{first}\n  with {more} more tracked objects through the same reference: "
+            f"{listed}\n{rest}"
+        )
     return text
 
 
@@ -89,7 +93,9 @@ def render_report(report: Report) -> str:
     groups = report.leak_groups
     if groups:
         total = len(report.leaks)
-        out.append(f"{total} leaked object{'s' if total != 1 else ''} in {len(groups)} finding{'s' if len(groups) != 1 else ''}")
+        objects = "object" if total == 1 else "objects"
+        findings = "finding" if len(groups) == 1 else "findings"
+        out.append(f"{total} leaked {objects} in {len(groups)} {findings}")
         for group in groups:
             out.append("")
             out.append(str(group))
@@ -107,7 +113,9 @@ def render_report(report: Report) -> str:
         out.append("")
         out.append("allocations still in use, largest first:")
         for alloc in report.allocations[:10]:
-            out.append(f"  {human_size(alloc.size):>10}  {alloc.count:>7} blocks  {_clip(alloc.site, 90)}")
+            out.append(
+                f"  {human_size(alloc.size):>10}  {alloc.count:>7} blocks  {_clip(alloc.site, 90)}"
+            )
     for note in report.notes:
         out.append(f"note: {note}")
     return "\n".join(out)
