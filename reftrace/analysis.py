@@ -334,6 +334,48 @@ def known_prefixes(results: Iterable[Found | NotFound]) -> dict[int, Found]:
     return known
 
 
+def _group_path(
+    holder: int,
+    edge_text: str,
+    members: list[int],
+    edge: labels.Edge | None,
+    result: Found | NotFound | None,
+    heap: HeapView,
+) -> tuple[Path | None, str]:
+    """The path from a root to a survivor group, ending with its attaching edge.
+
+    ``holder`` 0 means the group's objects are held by a root directly (a
+    frame local, the exception, a hidden reference). The last step names the
+    reference from the old holder; ``[*]`` when it holds several members.
+    """
+    first = heap.nodes[members[0]]
+    if not holder:
+        roots = heap.direct_roots(first)
+        root_edge = min(roots, key=lambda r: r.priority) if roots else RootEdge("hidden", 0)
+        return make_path(Found(root_edge, [members[0]]), heap, heap.young_ids), ""
+    assert edge is not None
+    if len(members) > 1:
+        code = "[*]" if edge.kind in _ITEM_KINDS else edge.code
+        edge = labels.Edge(edge.kind, edge_text, code)
+    if holder in heap.module_dicts:
+        base = Path(Root("module", heap.module_dicts[holder]), ())
+    elif isinstance(result, Found):
+        base = make_path(result, heap, heap.young_ids)
+    else:
+        return None, result.reason if isinstance(result, NotFound) else ""
+    detail = f"{len(members)} references" if len(members) > 1 else describe(first)
+    step = Step(
+        edge.label,
+        edge.kind,
+        edge.code,
+        type_name(first),
+        "new",
+        is_suspect=base.suspect is None,
+        detail=detail,
+    )
+    return Path(base.root, base.steps + (step,)), ""
+
+
 def _survivor_groups(
     heap: HeapView, state: BlockState, options: Options, known: dict[int, Found]
 ) -> tuple[list[SurvivorGroup], int]:
@@ -417,89 +459,31 @@ def _survivor_groups(
     out: list[SurvivorGroup] = []
     garbage = 0
     for group_number, (group_key, members) in enumerate(ordered):
-        holder, edge_text = group_key
         count = sum(counts[group_number].values())
         if count == 0:
             continue
-        top = counts[group_number].most_common(5)
-        if not holder:
-            first = heap.nodes[members[0]]
-            roots = heap.direct_roots(first)
-            root_edge = min(roots, key=lambda r: r.priority) if roots else RootEdge("hidden", 0)
-            path = make_path(Found(root_edge, [members[0]]), heap, young_ids)
-            out.append(
-                SurvivorGroup(
-                    attachment=path.expression,
-                    holder_type=path.root.describe(),
-                    edge=path.steps[0].label,
-                    path=path,
-                    count=count,
-                    size=sizes[group_number],
-                    top_types=top,
-                )
-            )
-            continue
-        edge = edges[group_key]
-        holder_type = type_name(heap.nodes[holder])
-        if holder in heap.module_dicts:
-            first = heap.nodes[members[0]]
-            root = Root("module", heap.module_dicts[holder])
-            step = Step(
-                edge.label, edge.kind, edge.code, type_name(first), "new", True, describe(first)
-            )
-            path = Path(root, (step,))
-            out.append(
-                SurvivorGroup(
-                    attachment=path.expression,
-                    holder_type=root.describe(),
-                    edge=edge.label,
-                    path=path,
-                    count=count,
-                    size=sizes[group_number],
-                    top_types=top,
-                )
-            )
-            continue
-        result = paths.get(holder)
+        holder = group_key[0]
+        result = paths.get(holder) if holder else None
         if isinstance(result, NotFound) and result.garbage:
             garbage += count
             continue
-        step_edge = (
-            edge
-            if len(members) == 1
-            else labels.Edge(edge.kind, edge_text, "[*]" if edge.kind in _ITEM_KINDS else edge.code)
-        )
-        path = None
-        reason = ""
-        if isinstance(result, Found):
-            base = make_path(result, heap, young_ids)
-            first = heap.nodes[members[0]]
-            step = Step(
-                step_edge.label,
-                step_edge.kind,
-                step_edge.code,
-                type_name(first),
-                "new",
-                is_suspect=base.suspect is None,
-                detail=f"{len(members)} references" if len(members) > 1 else describe(first),
-            )
-            path = Path(base.root, base.steps + (step,))
-        elif isinstance(result, NotFound):
-            reason = result.reason
-        else:
-            reason = (
-                f"path not computed: only the {options.max_survivor_groups} largest groups get one"
-            )
-        attachment = path.expression if path else f"<{holder_type}>{step_edge.code}"
+        edge = edges.get(group_key)
+        path, reason = _group_path(holder, group_key[1], members, edge, result, heap)
+        if path is None and not reason:
+            reason = f"path not computed: only the {options.max_survivor_groups} largest get one"
+        holder_type = type_name(heap.nodes[holder]) if holder else ""
+        if path is not None and (not holder or holder in heap.module_dicts):
+            holder_type = path.root.describe()
+        edge_label = path.steps[-1].label if path else group_key[1]
         out.append(
             SurvivorGroup(
-                attachment=attachment,
+                attachment=path.expression if path else f"<{holder_type}>{edge_label}",
                 holder_type=holder_type,
-                edge=step_edge.label,
+                edge=edge_label,
                 path=path,
                 count=count,
                 size=sizes[group_number],
-                top_types=top,
+                top_types=counts[group_number].most_common(5),
                 reason=reason,
             )
         )

@@ -67,7 +67,7 @@ class HeapView:
         self.own = own_ids
         self.module_dicts: dict[int, str] = {}
         for name, module in list(sys.modules.items()):
-            if isinstance(module, types.ModuleType):
+            if issubclass(type(module), types.ModuleType):
                 namespace = types.ModuleType.__dict__["__dict__"].__get__(module)
                 canonical = module_name(module)
                 self.module_dicts.setdefault(id(namespace), canonical if canonical != "?" else name)
@@ -206,7 +206,7 @@ class HeapView:
         if sys.version_info < (3, 12) and asyncio is not None:
             future_type = asyncio.Future
             for obj in self.all_objects():
-                if isinstance(obj, future_type) and not self.excluded(obj):
+                if issubclass(type(obj), future_type) and not self.excluded(obj):
                     for attr in ("_result", "_exception"):
                         try:
                             value = object.__getattribute__(obj, attr)

@@ -78,7 +78,8 @@ def _slot_edge(obj: object, child: object) -> Edge | None:
 
 
 def _container_edge(parent: object, child: object) -> Edge | None:
-    if isinstance(parent, dict):
+    t = type(parent)  # never isinstance(): a lying __class__ is user code
+    if issubclass(t, dict):
         for key, value in list(dict.items(parent)):
             if value is child:
                 text = key_text(key)
@@ -88,7 +89,7 @@ def _container_edge(parent: object, child: object) -> Edge | None:
                 return Edge("dictkey", "<dict key>", ".keys()")
         return None
     for base in (list, tuple, collections.deque):
-        if isinstance(parent, base):
+        if issubclass(t, base):
             break
     else:
         base = None
@@ -97,7 +98,7 @@ def _container_edge(parent: object, child: object) -> Edge | None:
             if value is child:
                 return Edge("index", f"[{i}]", f"[{i}]")
         return None
-    if isinstance(parent, (set, frozenset)):
+    if issubclass(t, (set, frozenset)):
         return Edge("item", "<set item>", "{...}")
     return None
 
@@ -120,7 +121,7 @@ def _frame_edge(frame: types.FrameType, child: object, owner: object = None) -> 
 def _generator_frame(gen: object) -> types.FrameType | None:
     for attr in ("gi_frame", "cr_frame", "ag_frame"):
         frame = getattr(gen, attr, None)
-        if isinstance(frame, types.FrameType):
+        if type(frame) is types.FrameType:
             return frame
     return None
 
@@ -201,17 +202,17 @@ def _edge(parent: object, child: object) -> Edge | None:
         )
     if t is types.TracebackType:
         return _named_attrs(parent, child, ("tb_frame", "tb_next"))
-    if t is types.ModuleType or isinstance(parent, types.ModuleType):
+    if issubclass(t, types.ModuleType):
         return Edge("attr", ".__dict__", ".__dict__")
-    if isinstance(parent, BaseException):
+    if issubclass(t, BaseException):
         found = _named_attrs(parent, child, ("__traceback__", "__context__", "__cause__", "args"))
         if found is not None:
             return found
-    if isinstance(parent, functools.partial):
+    if issubclass(t, functools.partial):
         found = _named_attrs(parent, child, ("func", "args", "keywords"))
         if found is not None:
             return found
-    if isinstance(parent, type):
+    if issubclass(t, type):
         namespace = _type_dict(parent)
         if any(real is child for real in gc.get_referents(namespace)):
             return Edge("attr", ".__dict__", ".__dict__")
@@ -237,7 +238,7 @@ def _edge(parent: object, child: object) -> Edge | None:
 
 def _future_edge(parent: object, child: object) -> Edge | None:
     asyncio = sys.modules.get("asyncio")
-    if asyncio is None or not isinstance(parent, asyncio.Future):
+    if asyncio is None or not issubclass(type(parent), asyncio.Future):
         return None
     return _named_attrs(
         parent, child, ("_result", "_exception", "_callbacks", "_coro", "_loop", "_fut_waiter")

@@ -124,7 +124,7 @@ def safe_sizeof(obj: object) -> int:
 
 def untrackable_reason(obj: object) -> str | None:
     """Why ``obj`` cannot be tracked as a leak, or None when it can."""
-    if isinstance(obj, _UNTRACKABLE_TYPES):
+    if issubclass(type(obj), _UNTRACKABLE_TYPES):
         return f"{type_name(obj)} values are shared by the interpreter and cannot leak on their own"
     if type(obj) is str and is_interned(obj):
         return "interned str objects live as long as the interpreter and cannot leak on their own"
@@ -301,7 +301,7 @@ def describe(obj: object) -> str:
         if t is types.FrameType:
             f = obj
             return f"{f.f_code.co_name} ({code_location(f.f_code, f.f_lineno)})"  # type: ignore[attr-defined]
-        if isinstance(obj, types.ModuleType):
+        if issubclass(t, types.ModuleType):
             return f"module {module_name(obj)}"
         if t is type:
             return f"class {_type_qualname(obj)}"

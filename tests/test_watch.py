@@ -579,6 +579,11 @@ class Hostile:
         Hostile.calls.append("sizeof")
         raise RuntimeError("sizeof is user code")
 
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # a lie: isinstance() would believe it
+        Hostile.calls.append("__class__")
+        return dict
+
 
 def test_user_code_on_the_path_is_never_run():
     Hostile.calls.clear()
