@@ -193,7 +193,8 @@ class Capture:
         rows.sort(key=lambda row: -row[1])
         out = []
         for traceback, size, count in rows[: self.max_allocations]:
-            frames = tuple(f"{short_path(f.filename)}:{f.lineno}" for f in traceback)
+            # tracemalloc lists the oldest frame first; the allocating line is last.
+            frames = tuple(f"{short_path(f.filename)}:{f.lineno}" for f in reversed(traceback))
             out.append(Allocation(frames[0] if frames else "?", size, count, frames))
         return out
 

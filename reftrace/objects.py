@@ -262,13 +262,13 @@ def allocation_site(obj: object) -> str | None:
     try:
         tb = tracemalloc.get_object_traceback(obj)
         if tb is not None:
-            frame = tb[0]
+            frame = tb[-1]  # the most recent frame: the line that allocated
             return f"{short_path(frame.filename)}:{frame.lineno}"
         if _RAW_TRACEBACK is not None and type(obj).__flags__ & _MANAGED_DICT_FLAG:
             address = id(obj) - _GC_HEAD_SIZE - _PRE_HEADER_SIZE
             frames = _RAW_TRACEBACK(0, address)
             if frames:
-                filename, lineno = frames[0]
+                filename, lineno = frames[0]  # the raw C traceback: most recent first
                 return f"{short_path(filename)}:{lineno}"
     except Exception:
         return None

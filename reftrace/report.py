@@ -243,7 +243,11 @@ class SurvivorGroup:
 
 @dataclass(frozen=True)
 class Allocation:
-    """Memory allocated in the block and still in use, by source line."""
+    """Memory allocated in the block and still in use, by source line.
+
+    ``traceback`` lists ``file:line`` from the allocating line outwards (as
+    many frames as ``watch(frames=N)`` asked tracemalloc to keep).
+    """
 
     site: str
     size: int

@@ -612,3 +612,71 @@ def test_first_use_registries_are_not_leaks():
     assert w.report.leaks == []
     # what the registries kept is visible as survivors, with its holder
     assert any("loggerDict" in group.attachment for group in w.report.survivors)
+
+
+def test_suspended_coroutine_local_is_labelled():
+    async def waiter(item):
+        held = item
+        await asyncio.sleep(3600)
+        return held
+
+    loop = asyncio.new_event_loop()
+    try:
+        with reftrace.watch() as w:
+            coro = waiter(w.track(Payload()))
+            task = loop.create_task(coro)
+            loop.run_until_complete(asyncio.sleep(0))  # the coroutine is now suspended
+            TASKS.append(task)
+            del coro, task
+        leak = only_leak(w.report)
+        assert leak.path.labels[:2] == ["TASKS", "[0]"]
+        assert leak.path.labels[-1].startswith(("local 'held' in waiter", "local 'item' in waiter"))
+    finally:
+        for task in TASKS:
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+
+
+def test_reference_held_from_c_is_named_honestly():
+    import ctypes
+
+    with reftrace.watch() as w:
+        obj = w.track(Payload())
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))  # a reference no object shows
+        del obj
+    try:
+        leak = only_leak(w.report)
+        assert leak.path.root.kind == "hidden"
+        assert "cannot see" in str(leak)
+    finally:
+        target = leak.object
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(target))
+
+
+def test_a_leak_with_no_path_says_why():
+    chain: list[object] = []
+    REGISTRY.append(chain)
+    with reftrace.watch(max_depth=3) as w:
+        node = chain
+        for _ in range(10):
+            node.append([])
+            node = node[0]
+        node.append(w.track(Payload()))
+        del node
+    leak = only_leak(w.report)
+    assert leak.path is None
+    assert "no root within 3 references" in leak.reason
+    assert "raise max_depth" in str(leak)
+
+
+def test_allocation_tracebacks_when_asked_for():
+    def allocate():
+        return bytearray(500_000)
+
+    with reftrace.watch(frames=4) as w:
+        REGISTRY.append(allocate())
+    top = w.report.allocations[0]
+    assert top.size >= 500_000
+    assert len(top.traceback) >= 2
+    assert top.traceback[0].endswith(f"test_watch.py:{allocate.__code__.co_firstlineno + 1}")
