@@ -15,6 +15,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import FrameType
 
@@ -117,7 +118,7 @@ def build_report(
 # -- paths as data ------------------------------------------------------------
 
 
-def _status(obj: object, young_ids: set[int]) -> str:
+def _status(obj: object, young_ids: AbstractSet[int]) -> str:
     if id(obj) in young_ids:
         return "new"
     return "old" if gc.is_tracked(obj) else "unknown"
@@ -143,7 +144,7 @@ def _first_step(edge: RootEdge, heap: HeapView, first: object) -> labels.Edge:
     return labels.Edge("hidden", "<held from outside the gc>", "<hidden>")
 
 
-def make_path(found: Found, heap: HeapView, young_ids: set[int]) -> Path:
+def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path:
     objects = [heap.nodes[key] for key in found.chain]
     edges = [_first_step(found.root, heap, objects[0])]
     edges += [labels.edge(parent, child) for parent, child in zip(objects, objects[1:])]
@@ -467,8 +468,9 @@ def _survivor_groups(
         if isinstance(result, NotFound) and result.garbage:
             garbage += count
             continue
-        edge = edges.get(group_key)
-        path, reason = _group_path(holder, group_key[1], members, edge, result, heap)
+        path, reason = _group_path(
+            holder, group_key[1], members, edges.get(group_key), result, heap
+        )
         if path is None and not reason:
             reason = f"path not computed: only the {options.max_survivor_groups} largest get one"
         holder_type = type_name(heap.nodes[holder]) if holder else ""

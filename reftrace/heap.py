@@ -30,6 +30,7 @@ from reftrace.objects import (
     BROKEN_ASYNCIO_TRAVERSE,
     is_immortal,
     is_own,
+    module_dict,
     module_name,
     referents,
     referents_of_all,
@@ -68,7 +69,7 @@ class HeapView:
         self.module_dicts: dict[int, str] = {}
         for name, module in list(sys.modules.items()):
             if issubclass(type(module), types.ModuleType):
-                namespace = types.ModuleType.__dict__["__dict__"].__get__(module)
+                namespace = module_dict(module)
                 canonical = module_name(module)
                 self.module_dicts.setdefault(id(namespace), canonical if canonical != "?" else name)
         running = _frames.running_frames()

@@ -15,7 +15,7 @@ import gc
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from reftrace import frames as _frames
 from reftrace.objects import _type_dict, _type_mro, short_path, type_name
@@ -38,8 +38,11 @@ def key_text(key: object) -> str:
         return text if len(text) <= 60 else text[:57] + "...'"
     if t in (int, float, bool, type(None), complex):
         return repr(key)
-    if t is tuple and len(key) <= 4:  # type: ignore[arg-type]
-        return "(" + ", ".join(key_text(k) for k in key) + ("," if len(key) == 1 else "") + ")"  # type: ignore[union-attr,arg-type]
+    if t is tuple:
+        items = cast("tuple[object, ...]", key)
+        if len(items) <= 4:
+            inner = ", ".join(key_text(k) for k in items)
+            return f"({inner}{',' if len(items) == 1 else ''})"
     return f"<{type_name(key)} key>"
 
 
@@ -80,11 +83,12 @@ def _slot_edge(obj: object, child: object) -> Edge | None:
 def _container_edge(parent: object, child: object) -> Edge | None:
     t = type(parent)  # never isinstance(): a lying __class__ is user code
     if issubclass(t, dict):
-        for key, value in list(dict.items(parent)):
+        mapping = cast("dict[object, object]", parent)
+        for key, value in list(dict.items(mapping)):
             if value is child:
                 text = key_text(key)
                 return Edge("key", f"[{text}]", f"[{text}]")
-        for key in list(dict.keys(parent)):
+        for key in list(dict.keys(mapping)):
             if key is child:
                 return Edge("dictkey", "<dict key>", ".keys()")
         return None
@@ -94,7 +98,8 @@ def _container_edge(parent: object, child: object) -> Edge | None:
     else:
         base = None
     if base is not None:
-        for i, value in enumerate(base.__iter__(parent)):
+        sequence = cast("list[object]", parent)
+        for i, value in enumerate(base.__iter__(sequence)):  # type: ignore[arg-type]
             if value is child:
                 return Edge("index", f"[{i}]", f"[{i}]")
         return None

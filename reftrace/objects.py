@@ -14,6 +14,7 @@ import os
 import sys
 import tracemalloc
 import types
+from collections.abc import Callable
 from typing import Any
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -208,12 +209,12 @@ def is_own(obj: object) -> bool:
     return code is not None and is_own_code(code)
 
 
-_module_dict = types.ModuleType.__dict__["__dict__"].__get__
+module_dict: Callable[[object], dict[str, Any]] = vars(types.ModuleType)["__dict__"].__get__
 
 
-def module_name(module: types.ModuleType) -> str:
+def module_name(module: object) -> str:
     try:
-        return str(_module_dict(module).get("__name__", "?"))
+        return str(module_dict(module).get("__name__", "?"))
     except Exception:
         return "?"
 

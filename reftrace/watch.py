@@ -213,7 +213,7 @@ class TrackedStream(Generic[T]):
             self.__iter__()
             if self._iterator is None:
                 raise StopIteration
-        item = next(self._iterator)
+        item: T = next(self._iterator)
         self._track(item)
         return item
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
-import graphviz
+import graphviz  # type: ignore[import-untyped]
 
 from reftrace.renderers.text import human_size
 
@@ -37,7 +37,7 @@ def _text(value: str, limit: int = 60) -> str:
     value = "".join(ch if ch.isprintable() else "?" for ch in value)
     if len(value) > limit:
         value = value[: limit - 1] + "…"
-    return graphviz.escape(value)
+    return str(graphviz.escape(value))
 
 
 def find_dot() -> str | None:

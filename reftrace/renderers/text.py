@@ -107,8 +107,8 @@ def render_report(report: Report) -> str:
             f"survivors: {report.survivor_count} new objects outlived the block, "
             f"in {len(report.survivors)} group{'s' if len(report.survivors) != 1 else ''}"
         )
-        for group in report.survivors:
-            out.append(render_survivor_group(group))
+        for survivor in report.survivors:
+            out.append(render_survivor_group(survivor))
     if report.allocations:
         out.append("")
         out.append("allocations still in use, largest first:")
