@@ -680,3 +680,22 @@ def test_allocation_tracebacks_when_asked_for():
     assert top.size >= 500_000
     assert len(top.traceback) >= 2
     assert top.traceback[0].endswith(f"test_watch.py:{allocate.__code__.co_firstlineno + 1}")
+
+
+def test_render_draws_the_finding_once_with_its_count(tmp_path):
+    with reftrace.watch() as w:
+        for _ in range(3):
+            out = w.track(Payload(5))
+            SERVICE.events.on("chunk", out.on_event)
+        del out
+    svg = (tmp_path / "leak.svg").as_posix()
+    assert w.report.render(svg) == svg
+    text = (tmp_path / "leak.svg").read_text(encoding="utf-8")
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
+    assert "SERVICE" in text and "Payload ×3" in text and "suspect" in text
+    w.report.render(str(tmp_path / "leak.dot"))
+    assert (tmp_path / "leak.dot").read_text(encoding="utf-8").startswith("digraph")
+    with pytest.raises(ValueError, match="unknown format"):
+        w.report.render(str(tmp_path / "leak.gif"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        w.report.render(str(tmp_path / "missing" / "leak.svg"))

@@ -61,10 +61,11 @@ def build_graph(report: Report) -> graphviz.Digraph:
         leak = group.example
         if leak.path is None:
             continue
-        noun = "instance" if group.count == 1 else "instances"
-        items.append(
-            (leak.path, f"{leak.type_name} ×{group.count} {noun}, {human_size(group.size)}")
-        )
+        same = sum(1 for other in group.leaks if other.type_name == leak.type_name)
+        summary = f"{leak.type_name} ×{same}"
+        if group.count > same:
+            summary += f" (+{group.count - same} more tracked objects)"
+        items.append((leak.path, f"{summary}, {human_size(group.size)} retained"))
     if not items:
         for survivor in report.survivors:
             if survivor.path is not None:
