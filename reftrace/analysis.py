@@ -417,12 +417,7 @@ def _survivor_groups(
         groups.setdefault(group_key, []).append(key)
         edges.setdefault(group_key, edge)
     if unexplained:
-        objects = [heap.nodes[k] for k in unexplained]
-        heap.own.add(id(objects))
-        hidden = heap.hidden_references(objects)
-        heap.own.discard(id(objects))
-        del objects
-        for key, count in zip(unexplained, hidden):
+        for key, count in zip(unexplained, heap.hidden_references(unexplained)):
             if count > 0:
                 groups.setdefault((0, "root:hidden:None"), []).append(key)
 

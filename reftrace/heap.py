@@ -222,17 +222,18 @@ class HeapView:
 
     # -- references the gc cannot see ---------------------------------------
 
-    def hidden_references(self, objs: list[object]) -> list[int]:
-        """How many references to each object the gc cannot see.
+    def hidden_references(self, ids: list[int]) -> list[int]:
+        """How many references to each object (ids of ``self.nodes``) the gc cannot see.
 
         Those come from C code, from objects frozen with ``gc.freeze()``, from
         untracked containers, or from running frames. Computed as the
         reference count minus the references found on the heap.
         """
         out: list[int] = []
-        for start in range(0, len(objs), SMALL_BATCH):
-            batch = objs[start : start + SMALL_BATCH]
+        for start in range(0, len(ids), SMALL_BATCH):
+            batch = [self.nodes[key] for key in ids[start : start + SMALL_BATCH]]
             out.extend(_hidden_counts(batch, self.caller_refs))
+            del batch
         return out
 
 

@@ -130,12 +130,7 @@ def _advance(
 def _explain_dead_end(search: _Search, heap: HeapView, limit: int = 256) -> Found | NotFound:
     """Every referrer was followed and no root was met: hidden holder or garbage?"""
     keys = list(search.toward_target)[:limit]
-    objects = [heap.nodes[key] for key in keys]
-    heap.own.add(id(objects))
-    hidden = heap.hidden_references(objects)
-    heap.own.discard(id(objects))
-    del objects
-    for key, count in zip(keys, hidden):
+    for key, count in zip(keys, heap.hidden_references(keys)):
         if count > 0:
             return Found(RootEdge("hidden", 0), search.chain_from(key))
     for key in keys:
