@@ -96,7 +96,7 @@ class HeapView:
             [entry for entry in running if entry[2] is not caller]
         )
         del running, caller
-        self.snapshots = snapshots
+        self.snapshots = snapshots  # kept alive while their ids are in `own`
         self.own.update(id(s) for s in snapshots)
         self.exception_id = id(exception) if exception is not None else 0
         self._all: list[object] | None = None

@@ -92,16 +92,6 @@ def type_name(obj: object) -> str:
         return "?"
 
 
-def full_type_name(obj: object) -> str:
-    t = type(obj)
-    try:
-        module = _type_module(t)
-    except Exception:
-        module = None
-    name = type_name(obj)
-    return name if module in (None, "builtins") else f"{module}.{name}"
-
-
 def class_attribute(cls: type, name: str) -> Any:
     """Look ``name`` up in the MRO's own dicts: no metaclass, no descriptors run."""
     for klass in _type_mro(cls):

@@ -15,9 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Root kinds, in the order a path prefers them when several are equally short.
-ROOT_KINDS = ("module", "frame", "exception", "hidden")
-
 
 @dataclass(frozen=True)
 class Root:
