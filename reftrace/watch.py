@@ -1,13 +1,13 @@
 """``watch()``: the context manager around one lifecycle.
 
->>> import reftrace
->>> CACHE = []
->>> with reftrace.watch() as w:
-...     item = w.track({"payload": [1, 2, 3]})
-...     CACHE.append(item)
-...     del item
->>> [leak.path.expression for leak in w.report.leaks]
-["CACHE[0]"]
+Example (a script; it prints ``['CACHE[0]']``)::
+
+    import reftrace
+
+    CACHE = []
+    with reftrace.watch() as w:
+        CACHE.append(w.track({"payload": [1, 2, 3]}))
+    print([leak.path.expression for leak in w.report.leaks])
 """
 
 from __future__ import annotations

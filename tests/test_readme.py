@@ -55,3 +55,14 @@ def test_run_demo_command(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "AGENT.events._listeners['chunk'][17].__self__" in result.stdout
     assert "ModelOutput" in svg.read_text(encoding="utf-8")
+
+
+def test_watch_module_example_prints_what_it_says(tmp_path):
+    import textwrap
+
+    import reftrace.watch
+
+    doc = reftrace.watch.__doc__ or ""
+    said = doc.split("it prints ``")[1].split("``")[0]
+    code = textwrap.dedent(doc.split("::\n")[1])
+    assert run_python(code, tmp_path).strip() == said
