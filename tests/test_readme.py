@@ -58,11 +58,10 @@ def test_run_demo_command(tmp_path):
 
 
 def test_watch_module_example_prints_what_it_says(tmp_path):
+    import importlib
     import textwrap
 
-    import reftrace.watch
-
-    doc = reftrace.watch.__doc__ or ""
+    doc = importlib.import_module("reftrace.watch").__doc__ or ""
     said = doc.split("it prints ``")[1].split("``")[0]
     code = textwrap.dedent(doc.split("::\n")[1])
     assert run_python(code, tmp_path).strip() == said
