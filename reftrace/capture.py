@@ -82,6 +82,12 @@ class Capture:
 
     def start(self) -> None:
         t0 = time.perf_counter()
+        # Trace from before the collection: a full collection empties the
+        # interpreter's free lists, so every dict or tuple the block makes
+        # gets fresh, traced memory, and "no trace" then means "old".
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(self.frames)
+            self.started_tracing = True
         with _ACTIVE_LOCK:
             for other in _ACTIVE:
                 other._demote()
@@ -94,11 +100,8 @@ class Capture:
             else:
                 self.old_ids = set(map(id, gc.get_objects()))
             _ACTIVE.append(self)
-        if tracemalloc.is_tracing():
+        if not self.started_tracing:
             self.before = tracemalloc.take_snapshot()
-        else:
-            tracemalloc.start(self.frames)
-            self.started_tracing = True
         self.timings["enter_collect"] = t1 - t0
         self.timings["enter"] = time.perf_counter() - t0
 
@@ -244,11 +247,12 @@ def _drop_presumed_old(young: list[object]) -> list[object]:
 
     An empty dict (or a tuple of atomic values) is not tracked by the gc, so
     it was not frozen on entry; when the block stores a container in it, it
-    becomes tracked and lands among the new objects. tracemalloc, started on
-    entry, has no trace for memory allocated before, and no new object refers
-    to such a dict: then it is old. (A new dict taken from the interpreter's
-    free list has no trace either, but a new object refers to it, like the
-    ``__dict__`` of a new instance.)
+    becomes tracked and lands among the new objects. tracemalloc, started
+    before the entry collection (which empties the free lists), has no trace
+    for memory allocated before: such a dict that no new object refers to is
+    old. (A new dict can still get untraced memory from the free list when an
+    old dict dies inside the block; a new object referring to it, like a new
+    instance to its ``__dict__``, keeps it new.)
     """
     get = tracemalloc.get_object_traceback
     candidates = [o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None]

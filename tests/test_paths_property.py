@@ -12,13 +12,15 @@ heap the report must then:
 - give each a path that is real: evaluating ``path.expression`` in the
   module's globals returns the leaked object itself;
 - give a shortest one (counted in the gc's own references: an instance
-  attribute is one reference from 3.11 on and two before, through the
-  ``__dict__``; a closure variable is three: function, closure tuple, cell);
+  attribute is one reference when its values are inline (3.11+) and two
+  through a real ``__dict__``; a closure variable is three: function,
+  closure tuple, cell);
 - never step through a weak reference.
 """
 
 from __future__ import annotations
 
+import gc
 import heapq
 import sys
 import types
@@ -31,8 +33,7 @@ from hypothesis import strategies as st
 import reftrace
 
 KINDS = ("instance", "slots", "dict", "list", "closure", "method", "weakref")
-ATTR_WEIGHT = 1 if sys.version_info >= (3, 11) else 2
-WEIGHT = {"instance": ATTR_WEIGHT, "slots": 1, "dict": 1, "list": 1, "closure": 3, "method": 1}
+WEIGHT = {"slots": 1, "dict": 1, "list": 1, "closure": 3, "method": 1}
 MODULE_NAME = "reftrace_property_heap"
 
 
@@ -49,9 +50,13 @@ class Model:
     kinds: list[str]
     edges: list[tuple[int, int]]  # strong edges as the model made them
     roots: list[int]
-    objects: list[object] = field(default_factory=list)
+    #: references from an instance to its attribute's value: 1 with inline
+    #: values (3.11+), 2 when the instance has a real ``__dict__``
+    attr_weights: dict[int, int] = field(default_factory=dict)
 
     def weight(self, source: int) -> int:
+        if self.kinds[source] == "instance":
+            return self.attr_weights[source]
         return WEIGHT[self.kinds[source]]
 
     def distances(self) -> dict[int, int]:
@@ -187,6 +192,7 @@ def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
                 setattr(module, f"r{root}", objects[root])
             # ids only from here on: the test must not hold the heap it checks
             index_of = {id(o): i for i, o in enumerate(objects)}
+            model.attr_weights = {i: _attr_weight(o, index_of) for i, o in enumerate(objects)}
             del objects, obj
         report = w.report
         expected = model.distances()
@@ -204,7 +210,8 @@ def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
         assert sorted(found) == sorted(expected), "leaks differ from what the roots reach"
         assert len(found) == len(report.leaks)
         for index, leak in found.items():
-            assert _weighted(leak.path) == expected[index], leak.path.expression
+            weighted = _weighted(leak.path, module, model, index_of)
+            assert weighted == expected[index], leak.path.expression
         assert report.handles == 0
         assert report.collected == len(model.kinds) - len(expected)
     finally:
@@ -212,14 +219,26 @@ def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
         module.__dict__.clear()
 
 
-def _weighted(path: reftrace.Path) -> int:
+def _attr_weight(obj: object, nodes: dict[int, int]) -> int:
+    """2 when the instance refers to a ``__dict__`` of its own, 1 for inline values."""
+    if type(obj) is not Node:
+        return 1
+    own_dict = any(type(r) is dict and id(r) not in nodes for r in gc.get_referents(obj))
+    return 2 if own_dict else 1
+
+
+def _weighted(
+    path: reftrace.Path, module: types.ModuleType, model: Model, nodes: dict[int, int]
+) -> int:
     """A reported path's length in gc references (see the module docstring)."""
     total = 1  # the global
-    for step in path.steps[1:]:
+    for i, step in enumerate(path.steps[1:], start=1):
         if step.kind == "cell":
             total += 3
-        elif step.kind == "attr" and step.label.startswith(".a"):
-            total += ATTR_WEIGHT
+        elif step.kind == "attr":
+            prefix = "".join(s.code for s in path.steps[:i])
+            holder = eval(prefix, vars(module))  # noqa: S307
+            total += model.attr_weights[nodes[id(holder)]]
         else:
             total += 1
     return total
