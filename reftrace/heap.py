@@ -103,8 +103,8 @@ class HeapView:
         self._future_holders: dict[int, list[object]] | None = None
         #: Every object the analysis has touched, by id: the only place it keeps them.
         self.nodes: dict[int, object] = {}
-        #: Referrer ids found so far, so the leak and survivor searches share scans.
-        self._referrers: dict[int, list[int]] = {}
+        #: Referrer ids found so far, by id: the leak and survivor searches share scans.
+        self.referrer_cache: dict[int, list[int]] = {}
         self.own.update((id(self.__dict__), id(self.nodes), id(self.locals)))
 
     # -- roots ---------------------------------------------------------------
@@ -149,7 +149,7 @@ class HeapView:
         Module dicts are included (they are where module roots start); running
         frames and reftrace's own objects are not.
         """
-        cached = {key: self._referrers[key] for key in ids if key in self._referrers}
+        cached = {key: self.referrer_cache[key] for key in ids if key in self.referrer_cache}
         ids = [key for key in ids if key not in cached]
         if not ids:
             return cached
@@ -178,7 +178,7 @@ class HeapView:
                 for holder in holders:
                     self.nodes[id(holder)] = holder
                     result[key].append(id(holder))
-        self._referrers.update(result)
+        self.referrer_cache.update(result)
         result.update(cached)
         return result
 

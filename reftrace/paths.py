@@ -59,13 +59,13 @@ def shortest_paths(
     """Find a shortest root path for every target id (objects held in ``heap.nodes``)."""
     searches = [_Search(t, [t], {t: 0}) for t in dict.fromkeys(targets)]
     heap.own.update(id(s.toward_target) for s in searches)
-    referrers: dict[int, list[int]] = {}
+    referrers = heap.referrer_cache
     depth = 0
     active = list(searches)
     while active:
         pending = [key for s in active for key in s.frontier if key not in referrers]
         if pending:
-            referrers.update(heap.referrers(list(dict.fromkeys(pending))))
+            heap.referrers(list(dict.fromkeys(pending)))  # fills the cache
         still_active = []
         for search in active:
             _advance(search, heap, referrers, depth, max_depth)
