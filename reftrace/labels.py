@@ -20,8 +20,6 @@ from typing import Any, cast
 from reftrace import frames as _frames
 from reftrace.objects import _type_dict, _type_mro, short_path, type_name
 
-_object_dict_descr = object.__dict__.get("__dict__")
-
 
 @dataclass(frozen=True)
 class Edge:
