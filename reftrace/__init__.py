@@ -8,6 +8,7 @@ new objects outlived the block, grouped by where they attach to the old heap.
 
 from __future__ import annotations
 
+from reftrace.redact import set_masking
 from reftrace.report import (
     Allocation,
     Leak,
@@ -31,6 +32,7 @@ __all__ = [
     "SurvivorGroup",
     "TrackedStream",
     "Watch",
+    "set_masking",
     "watch",
 ]
 
