@@ -48,7 +48,7 @@ def _read_pointer(address: int) -> int:
 
 def _localsplus_names(code: types.CodeType) -> tuple[str, ...]:
     if sys.version_info >= (3, 11):
-        cells = tuple(n for n in code.co_cellvars if n not in code.co_varnames)
+        cells = tuple([n for n in code.co_cellvars if n not in code.co_varnames])
         return code.co_varnames + cells + code.co_freevars
     return code.co_varnames + code.co_cellvars + code.co_freevars
 
@@ -155,16 +155,24 @@ def frame_function(frame: types.FrameType) -> str:
     return str(getattr(code, "co_qualname", code.co_name))
 
 
+def _object_at(address: int) -> object:
+    """The object at ``address``: only for a slot of a frame of the current
+    thread, which keeps the object alive and which no other thread can rebind."""
+    return ctypes.cast(address, ctypes.py_object).value
+
+
 def locals_index(
     frames: list[tuple[str, bool, types.FrameType]],
-) -> tuple[dict[int, FrameLocal], list[object]]:
+) -> tuple[dict[int, FrameLocal], list[object], list[object]]:
     """Map id(value) to the local variable that holds it, for every running frame.
 
-    Returns the map and the snapshot dicts that had to be created to build it
-    (these belong to reftrace's bookkeeping and must be ignored as referrers).
+    Returns the map, the snapshot dicts that had to be created to build it
+    (these belong to reftrace's bookkeeping and must be ignored as referrers),
+    and the values themselves (where a search from the roots starts).
     """
     index: dict[int, FrameLocal] = {}
     snapshots: list[object] = []
+    values: list[object] = []
     for thread, is_current, frame in frames:
         if not frame.f_code.co_flags & 0x01 and frame.f_locals is frame.f_globals:
             continue  # module-level code: its names are globals, found through the module
@@ -174,11 +182,16 @@ def locals_index(
             continue
         if snapshot is not None:
             snapshots.append(snapshot)
+            values.extend(snapshot.values())
+        elif is_current and _FAST_OK and frame.f_code.co_flags & 0x01:
+            values.extend(_object_at(address) for address, _ in pairs)
+        else:
+            values.extend(frame.f_locals.values())
         function = frame_function(frame)
         filename, lineno = short_path(frame.f_code.co_filename), frame.f_lineno
         for address, name in pairs:
             index.setdefault(address, FrameLocal(thread, function, filename, lineno, name))
-    return index, snapshots
+    return index, snapshots, values
 
 
 def frame_references(frames: list[types.FrameType]) -> Counter[int]:

@@ -67,11 +67,15 @@ class HeapView:
     ) -> None:
         self.own = own_ids
         self.module_dicts: dict[int, str] = {}
+        #: the module dicts themselves, where a forward search starts
+        self.module_namespaces: list[dict[str, object]] = []
         for name, module in list(sys.modules.items()):
             if issubclass(type(module), types.ModuleType):
                 namespace = module_dict(module)
                 canonical = module_name(module)
-                self.module_dicts.setdefault(id(namespace), canonical if canonical != "?" else name)
+                if id(namespace) not in self.module_dicts:
+                    self.module_dicts[id(namespace)] = canonical if canonical != "?" else name
+                    self.module_namespaces.append(namespace)
         running = _frames.running_frames()
         self.frame_ids = {id(frame) for _, _, frame in running}
         # The function running the `with` block keeps handles on what it
@@ -92,13 +96,17 @@ class HeapView:
                 self.caller_namespace = id(caller.f_globals)
                 self.caller_handles = {id(v) for v in list(caller.f_globals.values())}
         self.young_ids = young_ids
-        self.locals, snapshots = _frames.locals_index(
+        self.locals, snapshots, values = _frames.locals_index(
             [entry for entry in running if entry[2] is not caller]
         )
         del running, caller
         self.snapshots = snapshots  # kept alive while their ids are in `own`
         self.own.update(id(s) for s in snapshots)
+        #: the objects frame locals hold (``locals`` maps their ids to where)
+        self.local_values = values
+        self.own.add(id(values))
         self.exception_id = id(exception) if exception is not None else 0
+        self.exception = exception
         self._all: list[object] | None = None
         self._future_holders: dict[int, list[object]] | None = None
         #: Every object the analysis has touched, by id: the only place it keeps them.
@@ -106,6 +114,7 @@ class HeapView:
         #: Referrer ids found so far, by id: the leak and survivor searches share scans.
         self.referrer_cache: dict[int, list[int]] = {}
         self.own.update((id(self.__dict__), id(self.nodes), id(self.locals)))
+        self.own.add(id(self.module_namespaces))
 
     # -- roots ---------------------------------------------------------------
 
@@ -154,7 +163,7 @@ class HeapView:
         if not ids:
             return cached
         result: dict[int, list[int]] = {key: [] for key in ids}
-        batch = tuple(self.nodes[key] for key in ids)
+        batch = tuple([self.nodes[key] for key in ids])
         # 3.13 returns the argument tuple of get_referrers among the referrers.
         self.own.add(id(batch))
         try:
