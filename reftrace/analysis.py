@@ -28,12 +28,14 @@ from reftrace.report import Leak, Path, Report, Root, Step, SurvivorGroup, weak_
 
 #: Kinds of edge whose exact label varies between siblings (``[3]``, ``['run-7']``).
 _ITEM_KINDS = ("index", "key", "item", "dictkey")
+#: Containers whose every reference is an item (labels of kind _ITEM_KINDS).
+_ITEM_CONTAINERS = (list, tuple, dict, set, frozenset, deque)
 _MAX_RETAINED_WALK = 100_000
 
 
 @dataclass(slots=True)
 class Options:
-    max_depth: int = DEFAULT_MAX_DEPTH
+    max_depth: int | None = DEFAULT_MAX_DEPTH
     survivors: bool = True
     max_survivor_groups: int = 50
 
@@ -153,9 +155,14 @@ def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path
     details = [describe(obj) for obj in objects]
     edges, statuses, names, details = _collapse(edges, objects, statuses, names, details)
     suspect = _suspect_index(statuses)
+    # Tuples from lists, never from generators, in all of reftrace: another
+    # thread listing the heap while a tuple(generator) fills would make its
+    # final resize fail (CPython gh-39117).
     steps = tuple(
-        Step(e.label, e.kind, e.code, n, s, i == suspect, d)
-        for i, (e, s, n, d) in enumerate(zip(edges, statuses, names, details))
+        [
+            Step(e.label, e.kind, e.code, n, s, i == suspect, d)
+            for i, (e, s, n, d) in enumerate(zip(edges, statuses, names, details))
+        ]
     )
     return Path(_root(found.root), steps)
 
@@ -320,19 +327,26 @@ def _untracked_size(obj: object) -> int:
 # -- survivors ------------------------------------------------------------------
 
 
-def known_prefixes(results: Iterable[Found | NotFound]) -> dict[int, Found]:
-    """Shortest paths to every object on the leak paths already found.
+def known_prefixes(results: Iterable[Found | NotFound]) -> dict[int, tuple[Found, int]]:
+    """Shortest paths to every object on the leak paths already found, as
+    (path, length of the prefix that ends at the object).
 
     A prefix of a shortest path is a shortest path to where it ends (a
     shorter one would shorten the whole), so survivors attached to those
-    objects need no search of their own.
+    objects need no search of their own. Prefixes are cut only when used:
+    a path of 100,000 steps has 100,000 of them.
     """
-    known: dict[int, Found] = {}
+    known: dict[int, tuple[Found, int]] = {}
     for result in results:
         if isinstance(result, Found):
             for i, key in enumerate(result.chain):
-                known.setdefault(key, Found(result.root, result.chain[: i + 1]))
+                known.setdefault(key, (result, i + 1))
     return known
+
+
+def _prefix(known: tuple[Found, int]) -> Found:
+    found, length = known
+    return Found(found.root, found.chain[:length])
 
 
 def _group_path(
@@ -378,7 +392,10 @@ def _group_path(
 
 
 def _survivor_groups(
-    heap: HeapView, state: BlockState, options: Options, known: dict[int, Found]
+    heap: HeapView,
+    state: BlockState,
+    options: Options,
+    known: dict[int, tuple[Found, int]],
 ) -> tuple[list[SurvivorGroup], int]:
     young = state.young
     entry_ids = [id(young[i]) for i in state.entries]
@@ -408,6 +425,11 @@ def _survivor_groups(
         if not holder:
             if not any(h in young_ids for h in holders[key]):
                 unexplained.append(key)
+            continue
+        if (holder, "[*]") in edges and type(heap.nodes[holder]) in _ITEM_CONTAINERS:
+            # Every reference from a plain container is an item: labelling each
+            # one would scan the container once per member.
+            groups[(holder, "[*]")].append(key)
             continue
         if holder in heap.module_dicts:
             edge = labels.global_edge(heap.nodes[holder], obj)  # type: ignore[arg-type]
@@ -448,7 +470,9 @@ def _survivor_groups(
         group_key[0] for group_key, _ in ordered[: options.max_survivor_groups] if group_key[0]
     ]
     unknown = [key for key in holder_ids if key not in known and key not in heap.module_dicts]
-    paths: dict[int, Found | NotFound] = {key: known[key] for key in holder_ids if key in known}
+    paths: dict[int, Found | NotFound] = {
+        key: _prefix(known[key]) for key in holder_ids if key in known
+    }
     if unknown:
         paths.update(shortest_paths(heap, unknown, options.max_depth))
 

@@ -41,11 +41,14 @@ class Watch:
         self,
         *,
         frames: int = 1,
-        max_depth: int = DEFAULT_MAX_DEPTH,
+        max_depth: int | None = DEFAULT_MAX_DEPTH,
         survivors: bool = True,
     ) -> None:
-        if not isinstance(max_depth, int) or isinstance(max_depth, bool) or max_depth < 1:
-            raise ValueError(f"max_depth must be a positive int, got {max_depth!r}")
+        if max_depth is not None:
+            if not isinstance(max_depth, int) or isinstance(max_depth, bool):
+                raise TypeError(f"max_depth must be None or an int, got {type(max_depth).__name__}")
+            if max_depth < 1:
+                raise ValueError(f"max_depth must be positive, got {max_depth}")
         if not isinstance(survivors, bool):
             raise TypeError(f"survivors must be a bool, got {type(survivors).__name__}")
         self._capture = Capture(frames=frames)
@@ -132,15 +135,18 @@ class Watch:
         if untrackable_reason(item) is None:
             self.track(item)
 
-    def _sweep(self) -> None:
-        # Keep only the held objects something else refers to. References to
-        # `obj` here: the list, the loop variable and getrefcount's argument.
+    def _sweep(self) -> int:
+        """Keep only the held objects something else refers to; how many went."""
+        # References to `obj` here: the list, the loop variable and
+        # getrefcount's argument.
         kept = []
         for obj in self._held:
             if sys.getrefcount(obj) > 3:
                 kept.append(obj)
+        dropped = len(self._held) - len(kept)
         self._held = kept
         self._held_since_sweep = 0
+        return dropped
 
     def _require_active(self, what: str) -> None:
         if self._state != "active":
@@ -162,12 +168,23 @@ class Watch:
             if stream is not None:
                 stream._detach()
         self._streams = []
+        report = self._analyse(exc, caller)
+        del caller
+        report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
+        self._report = report
+
+    def _analyse(self, exc: BaseException | None, caller: FrameType | None) -> Report:
         self._sweep()
         try:
             self._capture.collect()
         except BaseException:
             self._capture.abort()
             raise
+        # The collection may have freed the last other holder of a held object
+        # (a garbage cycle holding a tuple, say): let those go too, and what
+        # only they held, until nothing more goes.
+        while self._sweep():
+            pass
         targets = [obj for obj in (ref() for ref in self._weak) if obj is not None]
         targets += self._held
         self._held = []
@@ -185,8 +202,7 @@ class Watch:
         self._weak = []
         state.young.clear()
         del state, targets
-        report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
-        self._report = report
+        return report
 
 
 class TrackedStream(Generic[T]):
@@ -258,14 +274,15 @@ class TrackedStream(Generic[T]):
 def watch(
     *,
     frames: int = 1,
-    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_depth: int | None = DEFAULT_MAX_DEPTH,
     survivors: bool = True,
 ) -> Watch:
     """Watch a block: ``with reftrace.watch() as w:`` (or ``async with``).
 
     ``frames`` is how many frames tracemalloc records per allocation (1 is
     cheapest; more gives ``Allocation.traceback``). ``max_depth`` bounds the
-    length of a root path. ``survivors=False`` skips grouping the block's new
-    objects when only tracked leaks matter.
+    length of a root path (default: no bound; chains of any length are
+    followed). ``survivors=False`` skips grouping the block's new objects
+    when only tracked leaks matter.
     """
     return Watch(frames=frames, max_depth=max_depth, survivors=survivors)
