@@ -15,9 +15,11 @@ from reftrace.report import (
     LeakGroup,
     Path,
     Report,
+    ReportFormatError,
     Root,
     Step,
     SurvivorGroup,
+    load,
 )
 from reftrace.watch import TrackedStream, Watch, watch
 
@@ -27,11 +29,13 @@ __all__ = [
     "LeakGroup",
     "Path",
     "Report",
+    "ReportFormatError",
     "Root",
     "Step",
     "SurvivorGroup",
     "TrackedStream",
     "Watch",
+    "load",
     "set_masking",
     "watch",
 ]

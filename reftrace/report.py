@@ -9,11 +9,50 @@ and nothing else.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import secrets
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any, NoReturn
+
+from reftrace.redact import JSON_LIMIT, bound, masking_enabled
+
+#: The ``"format"`` field of a saved report, and the version this code writes and reads.
+FORMAT_NAME = "reftrace-report"
+FORMAT_VERSION = 1
+
+
+class ReportFormatError(ValueError):
+    """A file (or data) that is not a valid saved reftrace report.
+
+    ``source`` names the file, ``field`` the part of the report that was wrong
+    (``leaks[2].path.steps[0].status``; empty when the whole file was), and
+    ``problem`` what was wrong with it.
+    """
+
+    def __init__(self, source: str, field: str, problem: str) -> None:
+        self.source = source
+        self.field = field
+        self.problem = problem
+        where = f"{field}: " if field else ""
+        super().__init__(f"{source}: not a valid reftrace report: {where}{problem}")
+
+
+def _masking(mask: bool | None) -> bool:
+    if mask is None:
+        return masking_enabled()
+    if not isinstance(mask, bool):
+        raise TypeError(f"mask must be a bool or None, got {type(mask).__name__}")
+    return mask
+
+
+def _j(text: str, mask: bool) -> str:
+    """A user string as JSON keeps it: masked (when ``mask``) and bounded."""
+    return bound(text, JSON_LIMIT, mask)
 
 
 @dataclass(frozen=True)
@@ -47,12 +86,13 @@ class Root:
             return "the exception propagating out of the watched block"
         return "a reference the gc cannot see (C code, a frozen or untracked container)"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
         return {
-            "kind": self.kind,
-            "name": self.name,
-            "function": self.function,
-            "filename": self.filename,
+            "kind": _j(self.kind, m),
+            "name": _j(self.name, m),
+            "function": _j(self.function, m),
+            "filename": _j(self.filename, m),
             "lineno": self.lineno,
         }
 
@@ -78,15 +118,16 @@ class Step:
     is_suspect: bool = False
     detail: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
         return {
-            "label": self.label,
-            "kind": self.kind,
-            "code": self.code,
-            "type": self.type_name,
-            "status": self.status,
+            "label": _j(self.label, m),
+            "kind": _j(self.kind, m),
+            "code": _j(self.code, m),
+            "type": _j(self.type_name, m),
+            "status": _j(self.status, m),
             "suspect": self.is_suspect,
-            "detail": self.detail,
+            "detail": _j(self.detail, m),
         }
 
 
@@ -113,11 +154,17 @@ class Path:
                 return step
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        """JSON-ready; every step is kept, each string masked and bounded.
+
+        ``expression`` is derived: the ``code`` of the steps, as written here.
+        """
+        m = _masking(mask)
+        steps = [step.to_dict(mask=m) for step in self.steps]
         return {
-            "root": self.root.to_dict(),
-            "expression": self.expression,
-            "steps": [step.to_dict() for step in self.steps],
+            "root": self.root.to_dict(mask=m),
+            "expression": "".join(step["code"] for step in steps),
+            "steps": steps,
         }
 
 
@@ -154,15 +201,21 @@ class Leak:
 
         return render_leak(self, count=1)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _repr_html_(self) -> str:
+        from reftrace.renderers.html import render_leak_html
+
+        return render_leak_html(self)
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
         return {
-            "type": self.type_name,
-            "signature": self.signature,
+            "type": _j(self.type_name, m),
+            "signature": _j(self.signature, m),
             "size": self.size,
             "objects": self.objects,
-            "allocated_at": self.allocated_at,
-            "reason": self.reason,
-            "path": self.path.to_dict() if self.path else None,
+            "allocated_at": None if self.allocated_at is None else _j(self.allocated_at, m),
+            "reason": _j(self.reason, m),
+            "path": self.path.to_dict(mask=m) if self.path else None,
         }
 
 
@@ -201,6 +254,20 @@ class LeakGroup:
 
         return render_group(self)
 
+    def _repr_html_(self) -> str:
+        from reftrace.renderers.html import render_group_html
+
+        return render_group_html(self)
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
+        return {
+            "signature": _j(self.signature, m),
+            "count": self.count,
+            "size": self.size,
+            "types": [[_j(name, m), n] for name, n in self.types],
+        }
+
 
 @dataclass
 class SurvivorGroup:
@@ -225,16 +292,22 @@ class SurvivorGroup:
 
         return render_survivor_group(self)
 
-    def to_dict(self) -> dict[str, Any]:
+    def _repr_html_(self) -> str:
+        from reftrace.renderers.html import render_survivor_html
+
+        return render_survivor_html(self)
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
         return {
-            "attachment": self.attachment,
-            "holder_type": self.holder_type,
-            "edge": self.edge,
+            "attachment": _j(self.attachment, m),
+            "holder_type": _j(self.holder_type, m),
+            "edge": _j(self.edge, m),
             "count": self.count,
             "size": self.size,
-            "top_types": [list(t) for t in self.top_types],
-            "reason": self.reason,
-            "path": self.path.to_dict() if self.path else None,
+            "top_types": [[_j(name, m), n] for name, n in self.top_types],
+            "reason": _j(self.reason, m),
+            "path": self.path.to_dict(mask=m) if self.path else None,
         }
 
 
@@ -251,12 +324,13 @@ class Allocation:
     count: int
     traceback: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
         return {
-            "site": self.site,
+            "site": _j(self.site, m),
             "size": self.size,
             "count": self.count,
-            "traceback": list(self.traceback),
+            "traceback": [_j(frame, m) for frame in self.traceback],
         }
 
 
@@ -298,45 +372,454 @@ class Report:
 
         return render_report(self)
 
+    def _repr_html_(self) -> str:
+        from reftrace.renderers.html import render_report_html
+
+        return render_report_html(self)
+
+    def to_html(self, *, mask: bool | None = None, graph: bool = True) -> str:
+        """The report as an HTML fragment: traces as tables, the graph as inline SVG."""
+        from reftrace.renderers.html import render_report_html
+
+        return render_report_html(self, mask=mask, graph=graph)
+
     def __bool__(self) -> bool:
         # A report is always a report, even when clean: never let `if report:`
         # mean "has leaks" by accident.
         return True
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        """JSON-ready data: everything the report holds, with nothing left out.
+
+        Every string that comes from the watched program is masked (unless
+        ``mask=False``, or masking is off for the process) and cut to
+        ``reftrace.redact.JSON_LIMIT`` characters. ``leak_groups`` and each
+        path's ``expression`` are derived from the rest.
+        """
         return {
-            "leaks": [leak.to_dict() for leak in self.leaks],
-            "leak_groups": [
-                {
-                    "signature": g.signature,
-                    "count": g.count,
-                    "size": g.size,
-                    "types": [list(t) for t in g.types],
-                }
-                for g in self.leak_groups
-            ],
-            "handles": self.handles,
-            "survivors": [group.to_dict() for group in self.survivors],
-            "allocations": [a.to_dict() for a in self.allocations],
-            "tracked": self.tracked,
-            "collected": self.collected,
-            "new_objects": self.new_objects,
-            "notes": list(self.notes),
-            "timings": dict(self.timings),
+            key: list(value) if isinstance(value, Iterator) else value
+            for key, value in self._fields(_masking(mask))
         }
 
-    def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), **kwargs)
+    def _fields(self, m: bool) -> list[tuple[str, object]]:
+        """The fields of ``to_dict`` in order; the long lists as iterators, made one
+        item at a time (``save`` writes each item as it is made)."""
+        return [
+            ("format", FORMAT_NAME),
+            ("version", FORMAT_VERSION),
+            ("leaks", (leak.to_dict(mask=m) for leak in self.leaks)),
+            ("leak_groups", [group.to_dict(mask=m) for group in self.leak_groups]),
+            ("handles", self.handles),
+            ("survivors", (group.to_dict(mask=m) for group in self.survivors)),
+            ("allocations", (a.to_dict(mask=m) for a in self.allocations)),
+            ("tracked", self.tracked),
+            ("collected", self.collected),
+            ("new_objects", self.new_objects),
+            ("notes", [_j(note, m) for note in self.notes]),
+            ("timings", {_j(name, m): value for name, value in self.timings.items()}),
+            (
+                "finding_sizes",
+                {
+                    _j(signature, m): [size, objects]
+                    for signature, (size, objects) in self.finding_sizes.items()
+                },
+            ),
+        ]
 
-    def render(self, path: str, format: str | None = None) -> str:
+    def to_json(self, *, mask: bool | None = None, **kwargs: Any) -> str:
+        """``to_dict(mask=mask)`` as JSON text; ``kwargs`` go to ``json.dumps``.
+
+        ``<``, ``>`` and ``&`` are written as ``\\u`` escapes, so the text can
+        sit inside an HTML ``<script>`` element without closing it.
+        """
+        return _html_safe(json.dumps(self.to_dict(mask=mask), **kwargs))
+
+    def save(self, path: str | os.PathLike[str], *, mask: bool | None = None) -> str:
+        """Write the report to ``path`` as JSON (``to_dict``) and return the path.
+
+        Masked by default, like every rendering. The file is UTF-8 (ASCII, in
+        fact: other characters are JSON escapes, and ``<``, ``>``, ``&`` too)
+        with one leak, survivor group or allocation per line, written as each
+        is made; and it is written whole or not at all: to a temporary file
+        beside ``path``, then renamed over it. ``reftrace.load`` reads it back.
+        """
+        name = target_path(path, "save()")
+        fields = self._fields(_masking(mask))
+        with atomic_file(name) as handle:
+            for i, (key, value) in enumerate(fields):
+                chunk = ("{\n" if i == 0 else ",\n") + json.dumps(key) + ": "
+                if isinstance(value, Iterator):
+                    handle.write(chunk.encode("ascii"))
+                    empty = True
+                    for item in value:
+                        lead = "[\n  " if empty else ",\n  "
+                        handle.write((lead + _html_safe(json.dumps(item))).encode("ascii"))
+                        empty = False
+                    handle.write(b"[]" if empty else b"\n ]")
+                else:
+                    handle.write((chunk + _html_safe(json.dumps(value))).encode("ascii"))
+            handle.write(b"\n}\n")
+        return name
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Report:
+        """The report saved at ``path`` (see :func:`load`)."""
+        return load(path)
+
+    @classmethod
+    def from_dict(cls, data: object, *, source: str = "<data>") -> Report:
+        """A report rebuilt from ``to_dict()`` data; ``ReportFormatError`` when invalid."""
+        return _Reader(source).report(data)
+
+    def render(
+        self,
+        path: str | os.PathLike[str],
+        format: str | None = None,
+        *,
+        mask: bool | None = None,
+    ) -> str:
         """Draw the retention graph of the leaks (or survivors) to ``path``.
 
-        The format comes from the file suffix (``.svg``, ``.png``, ``.dot``)
-        unless given. Returns the path written.
+        The format comes from the file suffix (``.svg``, ``.png``, ``.dot``,
+        or ``.html`` for the whole report as a page) unless given. Returns the
+        path written. Raises ``TypeError`` for a path that is not a str or
+        path-like, ``ValueError`` for an unknown format, ``OSError`` when the
+        file cannot be written (nothing is half-written), and
+        ``reftrace.renderers.graph.GraphvizNotFound`` (a ``RuntimeError``)
+        when no Graphviz is installed: the DOT source is then written beside
+        ``path``.
         """
         from reftrace.renderers.graph import render_report_graph
 
-        return render_report_graph(self, path, format=format)
+        return render_report_graph(self, path, format=format, mask=mask)
+
+
+def load(path: str | os.PathLike[str]) -> Report:
+    """Read a report written by ``Report.save`` (or ``to_json``): JSON only, never pickle.
+
+    The report has everything the saved one had except the objects
+    themselves: ``leak.object`` is None. A missing file raises
+    ``FileNotFoundError``; a file that is not a valid report (not JSON,
+    another format or version, a field missing or of the wrong type) raises
+    ``ReportFormatError`` naming the file and the field.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() needs a file path (str or os.PathLike), got {type(path).__name__}")
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"load() needs a str file path, got {type(name).__name__}")
+    with open(name, "rb") as handle:
+        raw = handle.read()
+    return loads(raw, source=name)
+
+
+def loads(text: str | bytes, *, source: str = "<string>") -> Report:
+    """A report from JSON text (as ``to_json`` and ``save`` write it)."""
+    reader = _Reader(source)
+    if isinstance(text, bytes):
+        if text[:1] == b"\x80":
+            reader.fail(
+                "", "this looks like a Python pickle; reftrace reads JSON and never unpickles"
+            )
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            reader.fail("", f"not UTF-8 text (invalid byte at offset {error.start})")
+    if not isinstance(text, str):
+        raise TypeError(f"loads() needs str or bytes, got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        reader.fail("", f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})")
+    except RecursionError:
+        reader.fail("", "not valid JSON for a report: nested too deeply")
+    except ValueError as error:
+        reader.fail("", f"not valid JSON: {error}")
+    return reader.report(data)
+
+
+# -- reading saved reports ------------------------------------------------------------
+
+_STATUSES = ("old", "new", "unknown")
+
+
+def _type_of(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+class _Reader:
+    """Checks and converts saved data, naming the field of any mistake (no recursion)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> NoReturn:
+        raise ReportFormatError(self.source, where, problem)
+
+    def obj(self, value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(where, f"expected an object, got {_type_of(value)}")
+        return value
+
+    def get(self, data: dict[str, Any], key: str, where: str) -> Any:
+        if key not in data:
+            self.fail(_at(where, key), "missing")
+        return data[key]
+
+    def str_(self, data: dict[str, Any], key: str, where: str) -> str:
+        value = self.get(data, key, where)
+        if not isinstance(value, str):
+            self.fail(_at(where, key), f"expected str, got {_type_of(value)}")
+        return value
+
+    def opt_str(self, data: dict[str, Any], key: str, where: str) -> str | None:
+        value = self.get(data, key, where)
+        if value is not None and not isinstance(value, str):
+            self.fail(_at(where, key), f"expected str or null, got {_type_of(value)}")
+        return value
+
+    def int_(self, data: dict[str, Any], key: str, where: str) -> int:
+        value = self.get(data, key, where)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(_at(where, key), f"expected int, got {_type_of(value)}")
+        if value < 0:
+            self.fail(_at(where, key), f"expected a count (0 or more), got {value}")
+        return value
+
+    def bool_(self, data: dict[str, Any], key: str, where: str) -> bool:
+        value = self.get(data, key, where)
+        if not isinstance(value, bool):
+            self.fail(_at(where, key), f"expected bool, got {_type_of(value)}")
+        return value
+
+    def list_(self, data: dict[str, Any], key: str, where: str) -> list[Any]:
+        value = self.get(data, key, where)
+        if not isinstance(value, list):
+            self.fail(_at(where, key), f"expected a list, got {_type_of(value)}")
+        return value
+
+    def dict_(self, data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+        return self.obj(self.get(data, key, where), _at(where, key))
+
+    def pair(self, value: object, where: str) -> tuple[str, int]:
+        if not isinstance(value, list) or len(value) != 2:
+            self.fail(where, f"expected a [name, count] pair, got {_type_of(value)}")
+        name, count = value
+        if not isinstance(name, str):
+            self.fail(f"{where}[0]", f"expected str, got {_type_of(name)}")
+        if isinstance(count, bool) or not isinstance(count, int):
+            self.fail(f"{where}[1]", f"expected int, got {_type_of(count)}")
+        return name, count
+
+    # -- the parts of a report --
+
+    def root(self, value: object, where: str) -> Root:
+        data = self.obj(value, where)
+        return Root(
+            kind=self.str_(data, "kind", where),
+            name=self.str_(data, "name", where),
+            function=self.str_(data, "function", where),
+            filename=self.str_(data, "filename", where),
+            lineno=self.int_(data, "lineno", where),
+        )
+
+    def step(self, value: object, where: str) -> Step:
+        data = self.obj(value, where)
+        status = self.str_(data, "status", where)
+        if status not in _STATUSES:
+            self.fail(
+                _at(where, "status"), f"expected one of {', '.join(_STATUSES)}, got {status!r}"
+            )
+        return Step(
+            label=self.str_(data, "label", where),
+            kind=self.str_(data, "kind", where),
+            code=self.str_(data, "code", where),
+            type_name=self.str_(data, "type", where),
+            status=status,
+            is_suspect=self.bool_(data, "suspect", where),
+            detail=self.str_(data, "detail", where),
+        )
+
+    def path(self, data: dict[str, Any], where: str) -> Path | None:
+        value = self.get(data, "path", where)
+        if value is None:
+            return None
+        where = _at(where, "path")
+        path = self.obj(value, where)
+        root = self.root(self.get(path, "root", where), _at(where, "root"))
+        steps = self.list_(path, "steps", where)
+        at = _at(where, "steps")
+        return Path(root, tuple([self.step(step, f"{at}[{i}]") for i, step in enumerate(steps)]))
+
+    def leak(self, value: object, where: str) -> Leak:
+        data = self.obj(value, where)
+        return Leak(
+            type_name=self.str_(data, "type", where),
+            path=self.path(data, where),
+            signature=self.str_(data, "signature", where),
+            size=self.int_(data, "size", where),
+            objects=self.int_(data, "objects", where),
+            allocated_at=self.opt_str(data, "allocated_at", where),
+            reason=self.str_(data, "reason", where),
+        )
+
+    def survivor(self, value: object, where: str) -> SurvivorGroup:
+        data = self.obj(value, where)
+        types = self.list_(data, "top_types", where)
+        at = _at(where, "top_types")
+        return SurvivorGroup(
+            attachment=self.str_(data, "attachment", where),
+            holder_type=self.str_(data, "holder_type", where),
+            edge=self.str_(data, "edge", where),
+            path=self.path(data, where),
+            count=self.int_(data, "count", where),
+            size=self.int_(data, "size", where),
+            top_types=[self.pair(t, f"{at}[{i}]") for i, t in enumerate(types)],
+            reason=self.str_(data, "reason", where),
+        )
+
+    def allocation(self, value: object, where: str) -> Allocation:
+        data = self.obj(value, where)
+        frames = self.list_(data, "traceback", where)
+        at = _at(where, "traceback")
+        for i, frame in enumerate(frames):
+            if not isinstance(frame, str):
+                self.fail(f"{at}[{i}]", f"expected str, got {_type_of(frame)}")
+        return Allocation(
+            site=self.str_(data, "site", where),
+            size=self.int_(data, "size", where),
+            count=self.int_(data, "count", where),
+            traceback=tuple(frames),
+        )
+
+    def report(self, value: object) -> Report:
+        data = self.obj(value, "")
+        if "format" not in data:
+            self.fail("format", f"missing: not a reftrace report (expected {FORMAT_NAME!r})")
+        if data["format"] != FORMAT_NAME:
+            self.fail("format", f"expected {FORMAT_NAME!r}, got {data['format']!r:.80}")
+        version = self.get(data, "version", "")
+        if isinstance(version, bool) or not isinstance(version, int):
+            self.fail("version", f"expected int, got {_type_of(version)}")
+        if version != FORMAT_VERSION:
+            self.fail(
+                "version", f"unsupported version {version}: this reftrace reads {FORMAT_VERSION}"
+            )
+        notes = self.list_(data, "notes", "")
+        for i, note in enumerate(notes):
+            if not isinstance(note, str):
+                self.fail(f"notes[{i}]", f"expected str, got {_type_of(note)}")
+        timings: dict[str, float] = {}
+        for name, seconds in self.dict_(data, "timings", "").items():
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                self.fail(f"timings[{name!r:.80}]", f"expected a number, got {_type_of(seconds)}")
+            timings[name] = seconds
+        finding_sizes: dict[str, tuple[int, int]] = {}
+        for signature, sizes in self.dict_(data, "finding_sizes", "").items():
+            where = f"finding_sizes[{signature!r:.80}]"
+            if not isinstance(sizes, list) or len(sizes) != 2:
+                self.fail(where, f"expected a [bytes, objects] pair, got {_type_of(sizes)}")
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+                self.fail(where, "expected two ints")
+            finding_sizes[signature] = (sizes[0], sizes[1])
+        leaks = self.list_(data, "leaks", "")
+        survivors = self.list_(data, "survivors", "")
+        allocations = self.list_(data, "allocations", "")
+        return Report(
+            leaks=[self.leak(leak, f"leaks[{i}]") for i, leak in enumerate(leaks)],
+            survivors=[self.survivor(s, f"survivors[{i}]") for i, s in enumerate(survivors)],
+            allocations=[
+                self.allocation(a, f"allocations[{i}]") for i, a in enumerate(allocations)
+            ],
+            tracked=self.int_(data, "tracked", ""),
+            collected=self.int_(data, "collected", ""),
+            new_objects=self.int_(data, "new_objects", ""),
+            notes=list(notes),
+            timings=timings,
+            finding_sizes=finding_sizes,
+            handles=self.int_(data, "handles", ""),
+        )
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+# -- writing files ------------------------------------------------------------------
+
+
+def target_path(path: object, what: str) -> str:
+    """``path`` as a str naming a file that can be created, or a clear error.
+
+    ``TypeError`` when it is not a str or path-like; ``FileNotFoundError``
+    when its directory does not exist, ``NotADirectoryError`` when that is a
+    file, ``IsADirectoryError`` when ``path`` itself is a directory.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} needs a file path (str or os.PathLike), got {type(path).__name__}")
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"{what} needs a str file path, got {type(name).__name__}")
+    if not name:
+        raise ValueError(f"{what} needs a file path, got an empty string")
+    if os.path.isdir(name):
+        raise IsADirectoryError(errno.EISDIR, f"cannot write {name}: it is a directory, not a file")
+    directory = os.path.dirname(os.path.abspath(name))
+    if not os.path.exists(directory):
+        raise FileNotFoundError(
+            errno.ENOENT, f"cannot write {name}: directory {directory} does not exist"
+        )
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(
+            errno.ENOTDIR, f"cannot write {name}: {directory} is not a directory"
+        )
+    return name
+
+
+@contextlib.contextmanager
+def atomic_file(name: str) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``name`` only when the block completes.
+
+    Written to a temporary file in the same directory, then renamed over
+    ``name``: readers never see half a file, and a failure leaves nothing.
+    """
+    directory = os.path.dirname(os.path.abspath(name))
+    base = os.path.basename(name)[:100]
+    temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot write {name}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def write_atomic(name: str, data: bytes) -> None:
+    """Write ``data`` to ``name`` whole or not at all (see :func:`atomic_file`)."""
+    with atomic_file(name) as handle:
+        handle.write(data)
+
+
+def _html_safe(text: str) -> str:
+    # In JSON text these characters can only occur inside strings, where the
+    # escapes mean the same characters.
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def weak_handle(obj: object) -> Callable[[], Any] | None:

@@ -6,9 +6,18 @@ orange, the suspect reference red. Leaks sharing a signature are drawn once
 with their count. When the report has no leaks, its survivor groups are
 drawn instead.
 
+Every label comes from user data: it is masked, its control characters are
+written as escapes, it is truncated (``reftrace.redact.clean``), and then
+escaped for DOT and marked as plain text, so no label can become an HTML-like
+Graphviz label or break out of its quotes; the layout program then escapes it
+for SVG. A long path is drawn as its first and last steps (and the suspect
+reference) with one summary node for the steps between; at most
+``MAX_DRAWN`` findings or survivor groups are drawn.
+
 The DOT source is built with the ``graphviz`` package and laid out by a
-``dot`` executable: the system's Graphviz when installed, else the
-``graphviz-pure`` command that reftrace's install brings along.
+``dot`` executable: the one named by the ``REFTRACE_DOT`` environment
+variable when set, else the system's Graphviz, else the ``graphviz-pure``
+command that reftrace's install brings along.
 """
 
 from __future__ import annotations
@@ -18,30 +27,65 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import graphviz  # type: ignore[import-untyped]
 
-from reftrace.renderers.text import human_size
+from reftrace.redact import clean
+from reftrace.renderers.text import (
+    DETAIL_LIMIT,
+    LABEL_LIMIT,
+    TYPE_LIMIT,
+    gap_text,
+    human_size,
+    root_text,
+    shown_steps,
+)
 
 if TYPE_CHECKING:
-    from reftrace.report import Path, Report
+    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
 
-_FORMATS = ("svg", "png", "dot")
+#: Formats ``Report.render`` writes: graph images, DOT source, an HTML report.
+FORMATS = ("svg", "png", "dot", "html")
+#: Environment variable naming the layout program to use (a path or a name on PATH).
+DOT_ENV = "REFTRACE_DOT"
+#: At most this many findings (or survivor groups) are drawn in one graph.
+MAX_DRAWN = 20
+
 _OLD = {"style": "filled", "fillcolor": "#eeeeee", "color": "#888888"}
 _NEW = {"style": "filled", "fillcolor": "#ffd8a8", "color": "#d9480f"}
 _ROOT = {"shape": "box", "style": "filled,rounded", "fillcolor": "#d0ebff", "color": "#1c7ed6"}
+_GAP = {"shape": "box", "style": "dashed", "color": "#888888", "fontcolor": "#555555"}
+
+#: What to draw: each path with the two parts of its summary line, the first
+#: from the program (a type name: cleaned) and the second reftrace's own.
+Items = list[tuple["Path", str, str]]
 
 
-def _text(value: str, limit: int = 60) -> str:
-    value = "".join(ch if ch.isprintable() else "?" for ch in value)
-    if len(value) > limit:
-        value = value[: limit - 1] + "…"
-    return str(graphviz.escape(value))
+class GraphvizNotFound(RuntimeError):
+    """No Graphviz layout program could be found or run."""
+
+
+def _text(value: str, limit: int = 60, mask: bool | None = None) -> str:
+    """``value`` cleaned (masked, control characters escaped, truncated) and DOT-escaped."""
+    return str(graphviz.escape(clean(value, limit, mask)))
+
+
+def _label(*lines: str) -> str:
+    """Lines already passed through ``_text``, joined, marked as plain (never HTML) text."""
+    return graphviz.nohtml("\\n".join(lines))  # type: ignore[no-any-return]
 
 
 def find_dot() -> str | None:
-    """The layout program: system ``dot`` first, then ``graphviz-pure``."""
+    """The layout program: ``$REFTRACE_DOT``, else system ``dot``, else ``graphviz-pure``.
+
+    When ``REFTRACE_DOT`` is set, nothing else is tried: it must name an
+    executable (a path, or a name found on ``PATH``), or there is none.
+    """
+    chosen = os.environ.get(DOT_ENV)
+    if chosen:
+        return shutil.which(chosen)
     system = shutil.which("dot")
     if system:
         return system
@@ -51,96 +95,239 @@ def find_dot() -> str | None:
     return shutil.which("graphviz-pure")
 
 
-def build_graph(report: Report) -> graphviz.Digraph:
+def missing_dot_message() -> str:
+    chosen = os.environ.get(DOT_ENV)
+    if chosen:
+        where = f"{DOT_ENV}={chosen!r} names no executable program"
+    else:
+        where = "no `dot` on PATH and no `graphviz-pure` beside Python"
+    return (
+        f"no Graphviz layout program found ({where}): install Graphviz "
+        "(apt-get install graphviz, brew install graphviz, or https://graphviz.org/download/), "
+        f"or `pip install graphviz-pure`, or set {DOT_ENV} to a `dot` executable"
+    )
+
+
+def layout(source: str, fmt: str, timeout: float = 120) -> bytes:
+    """Run the layout program on DOT ``source``; the drawing in ``fmt`` (svg, png).
+
+    Raises ``GraphvizNotFound`` when there is no layout program, and
+    ``RuntimeError`` when it fails or takes longer than ``timeout`` seconds.
+    """
+    dot = find_dot()
+    if dot is None:
+        raise GraphvizNotFound(missing_dot_message())
+    try:
+        result = subprocess.run(
+            [dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{dot} took longer than {timeout:g} s to lay out the graph") from None
+    except OSError as error:
+        raise GraphvizNotFound(f"cannot run {dot}: {error}; {missing_dot_message()}") from None
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()[:2000]
+        raise RuntimeError(f"{dot} failed (exit status {result.returncode}): {message}")
+    return result.stdout
+
+
+# -- what to draw ---------------------------------------------------------------------
+
+
+def group_summary(group: LeakGroup) -> tuple[str, str]:
+    """The finding's leaked type and, apart, its count and size."""
+    leak = group.example
+    same = sum(1 for other in group.leaks if other.type_name == leak.type_name)
+    summary = f" ×{same}"
+    if group.count > same:
+        summary += f" (+{group.count - same} more tracked objects)"
+    return leak.type_name, f"{summary}, {human_size(group.size)} retained"
+
+
+def leak_items(leak: Leak) -> Items:
+    if leak.path is None:
+        return []
+    return [(leak.path, leak.type_name, f", {human_size(leak.size)} retained")]
+
+
+def group_items(group: LeakGroup) -> Items:
+    path = group.example.path
+    return [] if path is None else [(path, *group_summary(group))]
+
+
+def survivor_items(survivor: SurvivorGroup) -> Items:
+    if survivor.path is None:
+        return []
+    return [(survivor.path, "", f"{survivor.count} new objects, {human_size(survivor.size)}")]
+
+
+def report_items(report: Report) -> tuple[Items, int]:
+    """The paths to draw for ``report`` and how many more were left out."""
+    items: Items = []
+    for group in report.leak_groups:
+        items.extend(group_items(group))
+    if not items:
+        for survivor in report.survivors:
+            items.extend(survivor_items(survivor))
+    return items[:MAX_DRAWN], max(0, len(items) - MAX_DRAWN)
+
+
+def build_graph(report: Report, *, mask: bool | None = None) -> graphviz.Digraph:
+    items, more = report_items(report)
+    return build_path_graph(items, more, mask=mask)
+
+
+def build_path_graph(
+    items: Sequence[tuple[Path, str, str]], more: int = 0, *, mask: bool | None = None
+) -> graphviz.Digraph:
     graph = graphviz.Digraph("reftrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()
-    items: list[tuple[Path, str]] = []
-    for group in report.leak_groups:
-        leak = group.example
-        if leak.path is None:
-            continue
-        same = sum(1 for other in group.leaks if other.type_name == leak.type_name)
-        summary = f"{leak.type_name} ×{same}"
-        if group.count > same:
-            summary += f" (+{group.count - same} more tracked objects)"
-        items.append((leak.path, f"{summary}, {human_size(group.size)} retained"))
-    if not items:
-        for survivor in report.survivors:
-            if survivor.path is not None:
-                items.append(
-                    (survivor.path, f"{survivor.count} new objects, {human_size(survivor.size)}")
-                )
-    for path, summary in items:
-        _add_path(graph, drawn, path, summary)
+    for path, name, summary in items:
+        _add_path(graph, drawn, path, summary, mask, name=name)
+    if more:
+        graph.node("more", _label(_text(f"… and {more:,} more not drawn", 60)), shape="plaintext")
     if not items:
         graph.node("empty", "no leaks and no survivors", shape="plaintext")
     return graph
 
 
-def _add_path(graph: graphviz.Digraph, drawn: set[str], path: Path, summary: str) -> None:
+def _digest(*parts: str) -> str:
+    data = "\x00".join(parts).encode("utf-8", "replace")
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16]
+
+
+def _add_path(
+    graph: graphviz.Digraph,
+    drawn: set[str],
+    path: Path,
+    summary: str,
+    mask: bool | None = None,
+    *,
+    name: str = "",
+) -> None:
+    """Draw ``path``; its last node ends with ``name`` (a type name) then ``summary``.
+
+    Both are plain text, cleaned here; ``name`` is cut on its own, so a long
+    type name never pushes the summary out.
+    """
+    summary = _text(name, TYPE_LIMIT, mask) + _text(summary, 80, mask)
     root = path.root
-    root_key = "root:" + root.kind + ":" + root.name + ":" + root.function
-    root_id = "r" + hashlib.sha1(root_key.encode("utf-8", "replace")).hexdigest()[:12]
+    root_id = "r" + _digest("root", root.kind, root.name, root.function)
     if root_id not in drawn:
-        graph.node(root_id, _text(root.describe(), 80), **_ROOT)
+        graph.node(root_id, _label(_text(root_text(root, mask), 100, mask)), **_ROOT)
         drawn.add(root_id)
+    steps = path.steps
+    # A node is the same object when the whole path to it is the same: chain
+    # the ids (one pass, no quadratic string building, no recursion).
+    ids: list[str] = []
+    previous = root_id
+    for step in steps:
+        previous = "n" + _digest(previous, step.label)
+        ids.append(previous)
+    last = len(steps) - 1
     parent = root_id
-    key = root_key
-    last = len(path.steps) - 1
-    for i, step in enumerate(path.steps):
-        key = key + "/" + step.label
-        node_id = "n" + hashlib.sha1(key.encode("utf-8", "replace")).hexdigest()[:12]
+    for item in shown_steps(steps):
+        if isinstance(item, tuple):
+            start, count = item
+            gap_id = ids[start + count - 1] + "_gap"
+            if gap_id not in drawn:
+                graph.node(gap_id, _label(_text(gap_text(count), 40)), **_GAP)
+                drawn.add(gap_id)
+            if parent + "->" + gap_id not in drawn:
+                graph.edge(parent, gap_id, style="dashed", color="#888888")
+                drawn.add(parent + "->" + gap_id)
+            parent = gap_id
+            continue
+        i = item
+        step = steps[i]
+        node_id = ids[i]
         if node_id not in drawn:
-            label = _text(step.type_name, 40)
+            lines = [_text(step.type_name, TYPE_LIMIT, mask)]
             if step.detail:
-                label += "\\n" + _text(step.detail, 50)
+                lines.append(_text(step.detail, DETAIL_LIMIT, mask))
             if i == last:
-                label += "\\n" + _text(summary, 60)
-            graph.node(node_id, label, **(_NEW if step.status != "old" else _OLD))
+                lines.append(summary)
+            graph.node(node_id, _label(*lines), **(_NEW if step.status != "old" else _OLD))
             drawn.add(node_id)
         edge_key = parent + "->" + node_id
         if edge_key not in drawn:
-            attrs = {"label": _text(step.label, 50)}
+            label = _text(step.label, LABEL_LIMIT, mask)
+            attrs = {"label": _label(label)}
             if step.is_suspect:
                 attrs.update(color="#e03131", fontcolor="#e03131", penwidth="2.5")
-                attrs["label"] = _text(step.label, 50) + "\\n(suspect)"
+                attrs["label"] = _label(label, "(suspect)")
             graph.edge(parent, node_id, **attrs)
             drawn.add(edge_key)
         parent = node_id
 
 
-def render_report_graph(report: Report, path: str, format: str | None = None) -> str:
-    """Write the retention graph of ``report`` to ``path`` and return the path."""
+def svg_markup(
+    items: Sequence[tuple[Path, str, str]],
+    more: int = 0,
+    timeout: float = 30,
+    *,
+    mask: bool | None = None,
+) -> str:
+    """The graph of ``items`` as an ``<svg>`` element to put inside HTML.
+
+    Raises ``GraphvizNotFound``/``RuntimeError`` as :func:`layout` does, and
+    ``RuntimeError`` when the drawing is not a plain SVG element.
+    """
+    source = build_path_graph(items, more, mask=mask).source
+    svg = layout(source, "svg", timeout).decode("utf-8", "replace")
+    start = svg.find("<svg")
+    if start < 0:
+        raise RuntimeError("the layout program produced no <svg> element")
+    return svg[start:].strip()
+
+
+# -- writing files -------------------------------------------------------------------------
+
+
+def render_report_graph(
+    report: Report, path: object, format: object = None, *, mask: bool | None = None
+) -> str:
+    """Write the retention graph of ``report`` (or, for ``html``, the whole report) to ``path``.
+
+    Checks everything before writing anything: ``path`` must be a str or
+    path-like naming a file in an existing directory, and the format (given,
+    or the file suffix) one of ``FORMATS``. The file is written whole or not
+    at all. When no Graphviz is found, the DOT source is written beside
+    ``path`` (as ``.dot``) and ``GraphvizNotFound`` says how to get one.
+    """
+    from reftrace.report import target_path, write_atomic
+
+    if format is not None and not isinstance(format, str):
+        raise TypeError(f"render() format must be a str or None, got {type(format).__name__}")
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"render() needs a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    fmt = (format or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
-    if fmt not in _FORMATS:
-        raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(_FORMATS)}")
-    source = build_graph(report).source
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
-    if fmt == "dot":
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(source)
-        return path
-    dot = find_dot()
-    if dot is None:
-        fallback = os.path.splitext(path)[0] + ".dot"
-        with open(fallback, "w", encoding="utf-8") as handle:
-            handle.write(source)
-        raise RuntimeError(
-            "no Graphviz layout program found: install Graphviz (e.g. apt-get install graphviz) "
-            f"or `pip install graphviz-pure`. The DOT source was written to {fallback}"
+        raise TypeError(
+            f"render() needs a file path (str or os.PathLike), got {type(path).__name__}"
         )
-    result = subprocess.run(
-        [dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, timeout=120
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{dot} failed: {result.stderr.decode('utf-8', 'replace').strip()}")
-    with open(path, "wb") as handle:
-        handle.write(result.stdout)
-    return path
+    name = os.fspath(path)
+    if not isinstance(name, str):
+        raise TypeError(f"render() needs a str file path, got {type(name).__name__}")
+    suffix = os.path.splitext(name)[1].lstrip(".")
+    fmt = (format or suffix or "svg").lower()
+    if fmt not in FORMATS:
+        source = "" if format else f" (from the suffix of {name!r})" if suffix else ""
+        raise ValueError(f"unknown format {fmt!r}{source}: use one of {', '.join(FORMATS)}")
+    name = target_path(name, "render()")
+    if fmt == "html":
+        from reftrace.renderers.html import render_report_html
+
+        write_atomic(name, render_report_html(report, mask=mask, page=True).encode("utf-8"))
+        return name
+    source = build_graph(report, mask=mask).source
+    if fmt == "dot":
+        write_atomic(name, source.encode("utf-8"))
+        return name
+    try:
+        data = layout(source, fmt)
+    except GraphvizNotFound as error:
+        fallback = os.path.splitext(name)[0] + ".dot"
+        write_atomic(fallback, source.encode("utf-8"))
+        raise GraphvizNotFound(f"{error}. The DOT source was written to {fallback}") from None
+    write_atomic(name, data)
+    return name

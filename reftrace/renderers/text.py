@@ -1,14 +1,46 @@
-"""Plain-text leak traces: the default ``str()`` of reports, leaks and survivor groups."""
+"""Plain-text leak traces: the default ``str()`` of reports, leaks and survivor groups.
+
+Every string that comes from the watched program (labels, type names, module,
+thread, function and file names) is masked, has its control characters
+written as escapes and is truncated (``reftrace.redact.clean``), so a
+terminal escape sequence or a secret in a dict key never reaches the
+terminal. Output is bounded: a path of any length shows its first and last
+steps (and the suspect reference) with a line saying how many were left out,
+and long lists of findings, survivor groups and notes are cut with a count.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from reftrace.redact import clean
+
 if TYPE_CHECKING:
-    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
+    from reftrace.report import Leak, LeakGroup, Path, Report, Root, Step, SurvivorGroup
 
 _LABEL_WIDTH = 30
 _TYPE_WIDTH = 16
+
+#: A path longer than HEAD + TAIL + 3 steps shows its first HEAD steps, its
+#: last TAIL steps and the suspect reference, with the rest counted.
+HEAD = 6
+TAIL = 6
+#: At most this many findings, survivor groups, allocations and notes are shown.
+MAX_FINDINGS = 20
+MAX_SURVIVOR_GROUPS = 20
+MAX_ALLOCATIONS = 10
+MAX_NOTES = 20
+MAX_TYPES = 5
+
+# Longest shown form of each kind of user string.
+LABEL_LIMIT = 60
+TYPE_LIMIT = 40
+DETAIL_LIMIT = 80
+NAME_LIMIT = 80
+SITE_LIMIT = 90
+REASON_LIMIT = 200
+NOTE_LIMIT = 300
 
 
 def human_size(size: int) -> str:
@@ -21,28 +53,76 @@ def human_size(size: int) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in text)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return clean(text, width)
+
+
+def root_text(root: Root, mask: bool | None = None) -> str:
+    """``root.describe()`` with every name from the program cleaned and bounded."""
+    if root.kind == "module":
+        return f"module {clean(root.name, NAME_LIMIT, mask)}"
+    if root.kind == "frame":
+        return (
+            f"thread {clean(root.name, 60, mask)}, {clean(root.function, 60, mask)} "
+            f"({clean(root.filename, NAME_LIMIT, mask)}:{root.lineno})"
+        )
+    if root.kind in ("exception", "hidden"):
+        return root.describe()
+    return clean(root.describe(), NAME_LIMIT, mask)
+
+
+def shown_steps(steps: Sequence[Step]) -> list[int | tuple[int, int]]:
+    """Which steps of a path to show: step indices, and ``(start, count)`` for a gap.
+
+    Short paths show every step. A long one shows the first ``HEAD`` and the
+    last ``TAIL`` steps, and the suspect reference with its neighbours when it
+    falls between them.
+    """
+    n = len(steps)
+    if n <= HEAD + TAIL + 3:
+        return list(range(n))
+    keep = set(range(HEAD)) | set(range(n - TAIL, n))
+    suspect = next((i for i, step in enumerate(steps) if step.is_suspect), None)
+    if suspect is not None:
+        keep.update(i for i in (suspect - 1, suspect, suspect + 1) if 0 <= i < n)
+    out: list[int | tuple[int, int]] = []
+    previous = -1
+    for i in sorted(keep):
+        if i > previous + 1:
+            out.append((previous + 1, i - previous - 1))
+        out.append(i)
+        previous = i
+    return out
+
+
+def gap_text(count: int) -> str:
+    return f"… {count:,} more step{'s' if count != 1 else ''} …"
 
 
 def render_path(path: Path, allocated_at: str | None = None) -> list[str]:
-    lines = [f"root: {path.root.describe()}"]
-    last = len(path.steps) - 1
-    for i, step in enumerate(path.steps):
+    lines = [f"root: {root_text(path.root)}"]
+    steps = path.steps
+    last = len(steps) - 1
+    for item in shown_steps(steps):
+        if isinstance(item, tuple):
+            lines.append(f"│  {gap_text(item[1])}")
+            continue
+        i = item
+        step = steps[i]
         branch = "└─" if i == last else "├─"
-        extra = step.detail
+        extra = _clip(step.detail, DETAIL_LIMIT)
         if i == last and allocated_at:
-            extra = (extra + "  " if extra else "") + f"allocated at {allocated_at}"
+            extra = (extra + "  " if extra else "") + f"allocated at {_clip(allocated_at, 120)}"
+        label = _clip(step.label, LABEL_LIMIT)
         line = (
-            f"{branch} {_clip(step.label, 60):<{_LABEL_WIDTH}} "
-            f"{_clip(step.type_name, 40):<{_TYPE_WIDTH}} ({step.status})"
+            f"{branch} {label:<{_LABEL_WIDTH}} "
+            f"{_clip(step.type_name, TYPE_LIMIT):<{_TYPE_WIDTH}} ({_clip(step.status, 12)})"
         )
         if extra:
-            line += f"  {_clip(extra, 80)}"
+            line += f"  {extra}"
         lines.append(line.rstrip())
         if step.is_suspect:
             pad = "│  " if i != last else "   "
-            mark = "~" * max(3, min(len(step.label), _LABEL_WIDTH))
+            mark = "~" * max(3, min(len(label), _LABEL_WIDTH))
             lines.append(f"{pad}{mark} suspect: this reference was created inside the block")
     return lines
 
@@ -50,14 +130,24 @@ def render_path(path: Path, allocated_at: str | None = None) -> list[str]:
 def render_leak(leak: Leak, count: int = 1, total_size: int | None = None) -> str:
     size = leak.size if total_size is None else total_size
     noun = "instance" if count == 1 else "instances"
-    head = f"{leak.type_name} leaked ({count} {noun}, {human_size(size)} retained)"
+    head = (
+        f"{_clip(leak.type_name, TYPE_LIMIT)} leaked ({count} {noun}, {human_size(size)} retained)"
+    )
     if leak.path is None:
-        where = f"\n  allocated at {leak.allocated_at}" if leak.allocated_at else ""
-        return f"{head}\n  no path to a root: {leak.reason}{where}"
+        where = f"\n  allocated at {_clip(leak.allocated_at, 120)}" if leak.allocated_at else ""
+        return f"{head}\n  no path to a root: {_clip(leak.reason, REASON_LIMIT)}{where}"
     lines = [head, *render_path(leak.path, leak.allocated_at)]
     if leak.path.suspect is None:
         lines.append("   (every object on this path existed before the block)")
     return "\n".join(lines)
+
+
+def type_list(types: Sequence[tuple[str, int]], limit: int = MAX_TYPES) -> str:
+    """``Output ×1, list ×1``: cleaned names, at most ``limit`` of them."""
+    listed = ", ".join(f"{_clip(name, TYPE_LIMIT)} ×{n}" for name, n in types[:limit])
+    if len(types) > limit:
+        listed += f", and {len(types) - limit:,} more types"
+    return listed
 
 
 def render_group(group: LeakGroup) -> str:
@@ -67,25 +157,27 @@ def render_group(group: LeakGroup) -> str:
     text = render_leak(example, count=same, total_size=group.size)
     others = [(name, n) for name, n in group.types if name != example.type_name]
     if others:
-        listed = ", ".join(f"{name} ×{n}" for name, n in others)
         first, _, rest = text.partition("\n")
         more = sum(n for _, n in others)
         text = (
             f"{first}\n  with {more} more tracked objects through the same reference: "
-            f"{listed}\n{rest}"
+            f"{type_list(others)}\n{rest}"
         )
     return text
 
 
 def render_survivor_group(group: SurvivorGroup) -> str:
-    types = ", ".join(f"{name} ×{n}" for name, n in group.top_types)
     head = (
         f"{group.count} new objects ({human_size(group.size)}) held by "
-        f"{_clip(group.attachment, 100)}: {types}"
+        f"{_clip(group.attachment, 100)}: {type_list(group.top_types)}"
     )
     if group.path is None:
-        return f"{head}\n  {group.reason}" if group.reason else head
+        return f"{head}\n  {_clip(group.reason, REASON_LIMIT)}" if group.reason else head
     return "\n".join([head, *("  " + line for line in render_path(group.path))])
+
+
+def more_text(count: int, noun: str, where: str) -> str:
+    return f"… and {count:,} more {noun} (all in {where})"
 
 
 def render_report(report: Report) -> str:
@@ -96,9 +188,12 @@ def render_report(report: Report) -> str:
         objects = "object" if total == 1 else "objects"
         findings = "finding" if len(groups) == 1 else "findings"
         out.append(f"{total} leaked {objects} in {len(groups)} {findings}")
-        for group in groups:
+        for group in groups[:MAX_FINDINGS]:
             out.append("")
-            out.append(str(group))
+            out.append(render_group(group))
+        if len(groups) > MAX_FINDINGS:
+            out.append("")
+            out.append(more_text(len(groups) - MAX_FINDINGS, "findings", "report.leak_groups"))
     else:
         out.append(f"no leaks ({report.tracked} tracked, {report.collected} collected)")
     if report.survivors:
@@ -107,15 +202,24 @@ def render_report(report: Report) -> str:
             f"survivors: {report.survivor_count} new objects outlived the block, "
             f"in {len(report.survivors)} group{'s' if len(report.survivors) != 1 else ''}"
         )
-        for survivor in report.survivors:
+        for survivor in report.survivors[:MAX_SURVIVOR_GROUPS]:
             out.append(render_survivor_group(survivor))
+        if len(report.survivors) > MAX_SURVIVOR_GROUPS:
+            hidden = len(report.survivors) - MAX_SURVIVOR_GROUPS
+            out.append(more_text(hidden, "survivor groups", "report.survivors"))
     if report.allocations:
         out.append("")
         out.append("allocations still in use, largest first:")
-        for alloc in report.allocations[:10]:
+        for alloc in report.allocations[:MAX_ALLOCATIONS]:
             out.append(
-                f"  {human_size(alloc.size):>10}  {alloc.count:>7} blocks  {_clip(alloc.site, 90)}"
+                f"  {human_size(alloc.size):>10}  {alloc.count:>7} blocks  "
+                f"{_clip(alloc.site, SITE_LIMIT)}"
             )
-    for note in report.notes:
-        out.append(f"note: {note}")
+        if len(report.allocations) > MAX_ALLOCATIONS:
+            hidden = len(report.allocations) - MAX_ALLOCATIONS
+            out.append(f"  {more_text(hidden, 'allocation sites', 'report.allocations')}")
+    for note in report.notes[:MAX_NOTES]:
+        out.append(f"note: {_clip(note, NOTE_LIMIT)}")
+    if len(report.notes) > MAX_NOTES:
+        out.append(more_text(len(report.notes) - MAX_NOTES, "notes", "report.notes"))
     return "\n".join(out)

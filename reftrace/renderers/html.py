@@ -1,0 +1,279 @@
+"""HTML views of reports, for notebooks (``_repr_html_``) and ``render("x.html")``.
+
+A leak trace is a table (root, then each step: reference, type, old/new,
+detail; the suspect reference highlighted), with the retention graph inline
+as SVG when a Graphviz layout program is available; otherwise the page says
+why the graph is missing. Every string from the watched program is masked,
+has its control characters escaped and is truncated
+(``reftrace.redact.clean``), then HTML-escaped with quotes. The inline SVG
+comes from DOT labels escaped the same way, and is checked before it is
+embedded: a drawing with a script, an event handler, a link or foreign
+content is not shown. Output is bounded like the text renderer's: long paths
+show their first and last steps, long lists are cut with a count.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from reftrace.redact import clean
+from reftrace.renderers.graph import (
+    group_items,
+    leak_items,
+    report_items,
+    survivor_items,
+    svg_markup,
+)
+from reftrace.renderers.text import (
+    DETAIL_LIMIT,
+    LABEL_LIMIT,
+    MAX_ALLOCATIONS,
+    MAX_FINDINGS,
+    MAX_NOTES,
+    MAX_SURVIVOR_GROUPS,
+    MAX_TYPES,
+    NOTE_LIMIT,
+    REASON_LIMIT,
+    SITE_LIMIT,
+    TYPE_LIMIT,
+    gap_text,
+    human_size,
+    root_text,
+    shown_steps,
+)
+
+if TYPE_CHECKING:
+    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
+
+#: More allocation sites are listed in HTML than in text: a table reads easily.
+_HTML_ALLOCATIONS = max(MAX_ALLOCATIONS, 20)
+
+_STYLE = """<style>
+.reftrace{font-family:system-ui,sans-serif;font-size:13px}
+.reftrace table{border-collapse:collapse;margin:4px 0 10px 0}
+.reftrace th,.reftrace td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
+.reftrace td.code{font-family:ui-monospace,monospace}
+.reftrace tr.suspect td{background:#ffe3e3}
+.reftrace tr.root td,.reftrace tr.gap td{color:#555;font-style:italic}
+.reftrace .new{color:#d9480f;font-weight:600}
+.reftrace .old{color:#666}
+.reftrace .note{color:#555}
+.reftrace .graph svg{max-width:100%;height:auto}
+</style>"""
+
+# Markup an inline drawing must not carry: scripts, foreign content,
+# event handlers and links (Graphviz writes none of these for reftrace's graphs).
+_UNSAFE_SVG = re.compile(
+    r"<\s*/?\s*(?:script|foreignobject|iframe|object|embed|a|use|image|animate|set)\b"
+    r"|<[^>]*\son[a-z]+\s*="
+    r"|<[^>]*(?:href|javascript:)",
+    re.IGNORECASE,
+)
+
+
+def _e(text: str, limit: int, mask: bool | None) -> str:
+    """A user string, cleaned and HTML-escaped (quotes too)."""
+    return html.escape(clean(text, limit, mask), quote=True)
+
+
+def _types(types: Sequence[tuple[str, int]], mask: bool | None) -> str:
+    listed = ", ".join(f"{_e(name, TYPE_LIMIT, mask)} ×{n}" for name, n in types[:MAX_TYPES])
+    if len(types) > MAX_TYPES:
+        listed += f", and {len(types) - MAX_TYPES:,} more types"
+    return listed
+
+
+def trace_table(path: Path, allocated_at: str | None = None, mask: bool | None = None) -> str:
+    """The path as a table: the root, then one row per (shown) step."""
+    rows = [
+        "<table class='trace'><thead><tr><th>#</th><th>reference</th><th>type</th>"
+        "<th>age</th><th>detail</th></tr></thead><tbody>",
+        f"<tr class='root'><td></td><td colspan='4'>root: "
+        f"{html.escape(root_text(path.root, mask), quote=True)}</td></tr>",
+    ]
+    steps = path.steps
+    last = len(steps) - 1
+    for item in shown_steps(steps):
+        if isinstance(item, tuple):
+            rows.append(f"<tr class='gap'><td></td><td colspan='4'>{gap_text(item[1])}</td></tr>")
+            continue
+        step = steps[item]
+        detail = _e(step.detail, DETAIL_LIMIT, mask)
+        if item == last and allocated_at:
+            where = f"allocated at {_e(allocated_at, 120, mask)}"
+            detail = f"{detail}<br>{where}" if detail else where
+        label = _e(step.label, LABEL_LIMIT, mask)
+        if step.is_suspect:
+            label += " <strong>← suspect: created inside the block</strong>"
+        status = _e(step.status, 12, mask)
+        rows.append(
+            f"<tr class='{'suspect' if step.is_suspect else 'step'}'><td>{item + 1}</td>"
+            f"<td class='code'>{label}</td><td class='code'>{_e(step.type_name, TYPE_LIMIT, mask)}"
+            f"</td><td class='{status}'>{status}</td><td>{detail}</td></tr>"
+        )
+    rows.append("</tbody></table>")
+    if path.suspect is None and steps:
+        rows.append("<p class='note'>Every object on this path existed before the block.</p>")
+    return "\n".join(rows)
+
+
+def _graph(items: list[tuple[Path, str, str]], more: int, mask: bool | None) -> str:
+    if not items:
+        return ""
+    try:
+        svg = svg_markup(items, more, mask=mask)
+    except Exception as error:  # a notebook display must never raise
+        reason = html.escape(clean(str(error), 600, mask), quote=True)
+        return f"<p class='note'>Retention graph not shown: {reason}</p>"
+    if _UNSAFE_SVG.search(svg):
+        return (
+            "<p class='note'>Retention graph not shown: the drawing held markup "
+            "(a script, a link or an event handler) that reftrace does not embed.</p>"
+        )
+    return f"<div class='graph'>{svg}</div>"
+
+
+def _leak_block(
+    leak: Leak, count: int, size: int, mask: bool | None, others: Sequence[tuple[str, int]] = ()
+) -> str:
+    noun = "instance" if count == 1 else "instances"
+    parts = [
+        f"<h4>{_e(leak.type_name, TYPE_LIMIT, mask)} leaked "
+        f"({count} {noun}, {human_size(size)} retained)</h4>"
+    ]
+    if others:
+        more = sum(n for _, n in others)
+        parts.append(
+            f"<p>with {more} more tracked objects through the same reference: "
+            f"{_types(others, mask)}</p>"
+        )
+    if leak.path is None:
+        parts.append(f"<p>No path to a root: {_e(leak.reason, REASON_LIMIT, mask)}</p>")
+        if leak.allocated_at:
+            parts.append(f"<p>Allocated at {_e(leak.allocated_at, 120, mask)}</p>")
+    else:
+        parts.append(trace_table(leak.path, leak.allocated_at, mask))
+    return "\n".join(parts)
+
+
+def _group_block(group: LeakGroup, mask: bool | None) -> str:
+    example = group.example
+    same = sum(1 for leak in group.leaks if leak.type_name == example.type_name)
+    others = [(name, n) for name, n in group.types if name != example.type_name]
+    return _leak_block(example, same, group.size, mask, others)
+
+
+def _survivor_row(group: SurvivorGroup, mask: bool | None) -> str:
+    return (
+        f"<tr><td>{group.count:,}</td><td>{human_size(group.size)}</td>"
+        f"<td class='code'>{_e(group.attachment, 100, mask)}</td>"
+        f"<td>{_types(group.top_types, mask)}</td></tr>"
+    )
+
+
+def _wrap(body: str, page: bool) -> str:
+    fragment = f"<div class='reftrace'>\n{_STYLE}\n{body}\n</div>"
+    if not page:
+        return fragment
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>reftrace report</title>"
+        f"</head><body>\n{fragment}\n</body></html>\n"
+    )
+
+
+def render_report_html(
+    report: Report, *, mask: bool | None = None, graph: bool = True, page: bool = False
+) -> str:
+    """The whole report: findings, survivors, allocations, notes and the graph."""
+    out: list[str] = []
+    groups = report.leak_groups
+    if groups:
+        total = len(report.leaks)
+        objects = "object" if total == 1 else "objects"
+        findings = "finding" if len(groups) == 1 else "findings"
+        out.append(f"<p><strong>{total} leaked {objects} in {len(groups)} {findings}</strong></p>")
+        for group in groups[:MAX_FINDINGS]:
+            out.append(_group_block(group, mask))
+        if len(groups) > MAX_FINDINGS:
+            hidden = len(groups) - MAX_FINDINGS
+            out.append(f"<p class='note'>… and {hidden:,} more findings (report.leak_groups)</p>")
+    else:
+        out.append(
+            f"<p><strong>No leaks</strong> ({report.tracked} tracked, "
+            f"{report.collected} collected)</p>"
+        )
+    if report.survivors:
+        count = len(report.survivors)
+        out.append(
+            f"<h4>Survivors</h4><p>{report.survivor_count:,} new objects outlived the block, "
+            f"in {count} group{'s' if count != 1 else ''}</p>"
+        )
+        out.append(
+            "<table class='survivors'><thead><tr><th>objects</th><th>size</th>"
+            "<th>held by</th><th>types</th></tr></thead><tbody>"
+        )
+        out.extend(_survivor_row(g, mask) for g in report.survivors[:MAX_SURVIVOR_GROUPS])
+        out.append("</tbody></table>")
+        if count > MAX_SURVIVOR_GROUPS:
+            hidden = count - MAX_SURVIVOR_GROUPS
+            out.append(f"<p class='note'>… and {hidden:,} more groups (report.survivors)</p>")
+    if report.allocations:
+        out.append(
+            "<h4>Allocations still in use, largest first</h4><table class='allocations'>"
+            "<thead><tr><th>size</th><th>blocks</th><th>where</th></tr></thead><tbody>"
+        )
+        for alloc in report.allocations[:_HTML_ALLOCATIONS]:
+            out.append(
+                f"<tr><td>{human_size(alloc.size)}</td><td>{alloc.count:,}</td>"
+                f"<td class='code'>{_e(alloc.site, SITE_LIMIT, mask)}</td></tr>"
+            )
+        out.append("</tbody></table>")
+        if len(report.allocations) > _HTML_ALLOCATIONS:
+            hidden = len(report.allocations) - _HTML_ALLOCATIONS
+            out.append(f"<p class='note'>… and {hidden:,} more sites (report.allocations)</p>")
+    if graph:
+        items, more = report_items(report)
+        drawing = _graph(items, more, mask)
+        if drawing:
+            out.append(f"<h4>Retention graph</h4>\n{drawing}")
+    notes = [f"<li>{_e(note, NOTE_LIMIT, mask)}</li>" for note in report.notes[:MAX_NOTES]]
+    if len(report.notes) > MAX_NOTES:
+        notes.append(f"<li>… and {len(report.notes) - MAX_NOTES:,} more notes</li>")
+    if notes:
+        out.append("<ul class='note'>" + "".join(notes) + "</ul>")
+    return _wrap("\n".join(out), page)
+
+
+def render_leak_html(leak: Leak, *, mask: bool | None = None, graph: bool = True) -> str:
+    body = _leak_block(leak, 1, leak.size, mask)
+    if graph:
+        body += "\n" + _graph(leak_items(leak), 0, mask)
+    return _wrap(body, False)
+
+
+def render_group_html(group: LeakGroup, *, mask: bool | None = None, graph: bool = True) -> str:
+    body = _group_block(group, mask)
+    if graph:
+        body += "\n" + _graph(group_items(group), 0, mask)
+    return _wrap(body, False)
+
+
+def render_survivor_html(
+    group: SurvivorGroup, *, mask: bool | None = None, graph: bool = True
+) -> str:
+    parts = [
+        f"<h4>{group.count:,} new objects ({human_size(group.size)}) held by "
+        f"<code>{_e(group.attachment, 100, mask)}</code></h4>",
+        f"<p>{_types(group.top_types, mask)}</p>",
+    ]
+    if group.path is None:
+        if group.reason:
+            parts.append(f"<p>{_e(group.reason, REASON_LIMIT, mask)}</p>")
+    else:
+        parts.append(trace_table(group.path, None, mask))
+        if graph:
+            parts.append(_graph(survivor_items(group), 0, mask))
+    return _wrap("\n".join(parts), False)
