@@ -21,6 +21,7 @@ from reftrace.report import (
     SurvivorGroup,
     load,
 )
+from reftrace.soak import SoakReport, soak
 from reftrace.watch import TrackedStream, Watch, watch
 
 __all__ = [
@@ -31,12 +32,14 @@ __all__ = [
     "Report",
     "ReportFormatError",
     "Root",
+    "SoakReport",
     "Step",
     "SurvivorGroup",
     "TrackedStream",
     "Watch",
     "load",
     "set_masking",
+    "soak",
     "watch",
 ]
 

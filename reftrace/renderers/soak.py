@@ -1,0 +1,421 @@
+"""Soak reports as text, HTML and SVG.
+
+``render_soak`` is ``str(sr)``: the verdict, growth per iteration by type,
+the growing containers with a sample leak trace each, the allocation sites
+that grow, and a projection of what more iterations would keep.
+``render_soak_html`` is the Jupyter view; ``render_soak_svg`` draws the
+object count and traced memory over the iterations, and under it the
+retention graph of the growing containers (Graphviz, as ``Report.render``).
+
+Every string from the program (type names, paths, sites) is masked
+(``reftrace.redact.mask``) and stripped of control characters; in HTML and
+SVG it is escaped after masking, so no markup from the program ever runs.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from reftrace.redact import mask
+from reftrace.renderers.text import human_size, render_leak, render_path
+
+if TYPE_CHECKING:
+    from reftrace.report import Path
+    from reftrace.soak import GrowingContainer, SoakReport
+
+_NAME_LIMIT = 70
+
+
+def _clean(text: str, limit: int = _NAME_LIMIT) -> str:
+    """Masked, printable, at most ``limit`` characters."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in mask(str(text)))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _signed_size(size: float) -> str:
+    sign = "-" if size < 0 else "+"
+    return sign + human_size(round(abs(size)))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+
+
+def _rate(value: float) -> str:
+    return f"{value:+,.1f}" if abs(value) < 100 else f"{value:+,.0f}"
+
+
+def headline(sr: SoakReport) -> str:
+    verdict = "leaking" if sr.leaking else "not leaking"
+    return f"{verdict} ({sr.confidence} confidence): {_clean(sr.reason, 400)}"
+
+
+def _summary(sr: SoakReport) -> str:
+    start, end = sr.objects[sr.warmup], sr.objects[-1]
+    grown = sr.memory[-1] - sr.memory[sr.warmup]
+    calls = sr.timings.get("per_iteration_calls", 0.0)
+    overhead = sr.timings.get("per_iteration_overhead", 0.0)
+    return (
+        f"{sr.iterations} iterations ({sr.warmup} warm-up); after warm-up, objects "
+        f"{start:,} → {end:,}, traced memory {_signed_size(grown)}; "
+        f"{_duration(calls)} per call, {_duration(overhead)} measuring per iteration"
+    )
+
+
+def _types_lines(sr: SoakReport) -> list[str]:
+    if not sr.types:
+        return []
+    width = max(28, min(_NAME_LIMIT, max(len(_clean(t.name)) for t in sr.types) + 2))
+    lines = [
+        "growth per iteration, by type:",
+        f"  {'type':<{width}} {'objects':>10} {'bytes':>11}",
+    ]
+    footnote = False
+    for row in sr.types:
+        mark = "" if row.tracked else " *"
+        footnote = footnote or not row.tracked
+        name = _clean(row.name) + mark
+        lines.append(
+            f"  {name:<{width}} {_rate(row.per_iteration):>10} "
+            f"{_signed_size(row.bytes_per_iteration):>11}"
+        )
+    if footnote:
+        lines.append(
+            "  * not tracked by the gc: counted among the items the growing "
+            "containers gained in one more call"
+        )
+    return lines
+
+
+def _container_stats(container: GrowingContainer) -> str:
+    lengths = container.lengths
+    return (
+        f"{_clean(container.type_name, 30)}: {_rate(container.per_iteration)} items per "
+        f"iteration ({lengths[0][1]:,} items after iteration {lengths[0][0]}, "
+        f"{lengths[-1][1]:,} after {lengths[-1][0]})"
+    )
+
+
+def _container_head(container: GrowingContainer) -> str:
+    return f"{_clean(container.name, 100)}  {_container_stats(container)}"
+
+
+def _container_lines(container: GrowingContainer) -> list[str]:
+    lines = [_clean(container.name, 100), "  " + _container_stats(container)]
+    if container.item_types:
+        listed = ", ".join(f"{_clean(name, 40)} ×{n}" for name, n in container.item_types)
+        lines.append(f"  gained in one more call: {listed}")
+    if container.samples:
+        leak = container.samples[0]
+        traced = len(container.samples)
+        lines.append(
+            "  leak trace of an item it gained"
+            + (f" (1 of {traced} traced, all in .samples):" if traced > 1 else ":")
+        )
+        lines.extend("  " + line for line in render_leak(leak).splitlines())
+    elif container.path is not None:
+        lines.extend("  " + line for line in render_path(container.path))
+    else:
+        lines.append(f"  no path from a root: {_clean(container.reason, 200)}")
+    return lines
+
+
+def _projection_lines(sr: SoakReport) -> list[str]:
+    objects, memory = sr.per_iteration
+    if not sr.leaking:
+        return ["projection: nothing to project, no growth was found after warm-up"]
+    rows = sr.projection()
+    lines = [
+        f"projection at the measured rate ({max(objects, 0):,.1f} objects, "
+        f"{human_size(round(max(memory, 0)))} per iteration):",
+        f"  {'iterations':>10} {'objects':>12} {'memory':>11}"
+        + (f" {'container items':>16}" if sr.containers else ""),
+    ]
+    for row in rows:
+        line = f"  {row.iterations:>10,} {row.objects:>+12,} {'+' + human_size(row.bytes):>11}"
+        if sr.containers:
+            line += f" {row.items:>+16,}"
+        lines.append(line)
+    return lines
+
+
+def render_soak(sr: SoakReport) -> str:
+    out = [headline(sr), _summary(sr)]
+    type_lines = _types_lines(sr)
+    if type_lines:
+        out.append("")
+        out.extend(type_lines)
+    if sr.containers:
+        out.append("")
+        count = len(sr.containers)
+        out.append(f"growing containers ({count}), each grew at every checkpoint:")
+        for container in sr.containers:
+            out.extend("  " + line for line in _container_lines(container))
+    elif sr.leaking and sr.sample is not None and sr.sample.survivors:
+        out.append("")
+        out.append("no container grew at every checkpoint; one more call left behind:")
+        for group in sr.sample.survivors[:3]:
+            out.extend("  " + line for line in str(group).splitlines())
+    if sr.leaking and sr.sites:
+        out.append("")
+        out.append("traced memory kept per iteration, by line:")
+        for site in sr.sites[:5]:
+            out.append(
+                f"  {_signed_size(site.bytes_per_iteration):>11} "
+                f"{site.blocks_per_iteration:>8,.1f} blocks  {_clean(site.site, 90)}"
+            )
+    out.append("")
+    out.extend(_projection_lines(sr))
+    for note in sr.notes:
+        out.append(f"note: {_clean(note, 300)}")
+    return "\n".join(out)
+
+
+# -- HTML ---------------------------------------------------------------------------
+
+
+def _h(text: str, limit: int = _NAME_LIMIT) -> str:
+    return html.escape(_clean(text, limit))
+
+
+def _pre(lines: list[str]) -> str:
+    """A ``<pre>`` block of text lines, each masked and escaped."""
+    return "<pre>" + "\n".join(_h(line, 300) for line in lines) + "</pre>"
+
+
+def render_soak_html(sr: SoakReport) -> str:
+    color = "#c92a2a" if sr.leaking else "#2b8a3e"
+    parts = [
+        "<div class='reftrace-soak' style='font-family:sans-serif'>",
+        f"<p style='color:{color};font-weight:bold'>{_h(headline(sr), 600)}</p>",
+        f"<p>{_h(_summary(sr), 300)}</p>",
+        growth_plot_svg(sr, width=640),
+    ]
+    if sr.types:
+        rows = "".join(
+            f"<tr><td><code>{_h(t.name)}</code>{'' if t.tracked else ' *'}</td>"
+            f"<td style='text-align:right'>{html.escape(_rate(t.per_iteration))}</td>"
+            f"<td style='text-align:right'>{html.escape(_signed_size(t.bytes_per_iteration))}"
+            "</td></tr>"
+            for t in sr.types
+        )
+        parts.append(
+            "<h4>Growth per iteration, by type</h4><table><tr><th>type</th><th>objects</th>"
+            f"<th>bytes</th></tr>{rows}</table>"
+        )
+    if sr.containers:
+        items = []
+        for container in sr.containers:
+            trace = ""
+            if container.samples:
+                trace = _pre(render_leak(container.samples[0]).splitlines())
+            elif container.path is not None:
+                trace = _pre(render_path(container.path))
+            items.append(f"<li><code>{_h(_container_head(container), 300)}</code>{trace}</li>")
+        parts.append("<h4>Growing containers</h4><ul>" + "".join(items) + "</ul>")
+    if sr.leaking:
+        rows = "".join(
+            f"<tr><td style='text-align:right'>{p.iterations:,}</td>"
+            f"<td style='text-align:right'>{p.objects:+,}</td>"
+            f"<td style='text-align:right'>+{html.escape(human_size(p.bytes))}</td>"
+            f"<td style='text-align:right'>{p.items:+,}</td></tr>"
+            for p in sr.projection()
+        )
+        parts.append(
+            "<h4>Projection at the measured rate</h4><table><tr><th>iterations</th>"
+            f"<th>objects</th><th>memory</th><th>container items</th></tr>{rows}</table>"
+        )
+    for note in sr.notes:
+        parts.append(f"<p><i>note: {_h(note, 300)}</i></p>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+# -- SVG ------------------------------------------------------------------------------
+
+
+def _polyline(values: list[int], left: float, top: float, width: float, height: float) -> str:
+    low, high = min(values), max(values)
+    span = high - low or 1
+    steps = max(len(values) - 1, 1)
+    points = " ".join(
+        f"{left + width * i / steps:.1f},{top + height - height * (v - low) / span:.1f}"
+        for i, v in enumerate(values)
+    )
+    return points
+
+
+def _panel(
+    sr: SoakReport, values: list[int], title: str, label: str, top: float, width: int
+) -> list[str]:
+    left, right, height = 70.0, 20.0, 120.0
+    inner = width - left - right
+    steps = max(len(values) - 1, 1)
+    warm = inner * sr.warmup / steps
+    low, high = min(values), max(values)
+    fmt: Callable[[int], str] = (lambda v: f"{v:,}") if label == "objects" else human_size
+    out = [
+        f"<text x='{left}' y='{top - 8:.0f}' font-size='13' font-weight='bold'>"
+        f"{html.escape(title)}</text>",
+        f"<rect x='{left}' y='{top}' width='{inner:.1f}' height='{height}' fill='#fafafa' "
+        "stroke='#ced4da'/>",
+    ]
+    if sr.warmup:
+        out.append(
+            f"<rect x='{left}' y='{top}' width='{warm:.1f}' height='{height}' fill='#e9ecef'/>"
+            f"<text x='{left + 4}' y='{top + 14}' font-size='10' fill='#868e96'>warm-up</text>"
+        )
+    color = "#c92a2a" if sr.leaking else "#1c7ed6"
+    out.append(
+        f"<polyline fill='none' stroke='{color}' stroke-width='2' "
+        f"points='{_polyline(values, left, top, inner, height)}'/>"
+    )
+    out.append(
+        f"<text x='{left - 6}' y='{top + 10}' font-size='10' text-anchor='end'>"
+        f"{html.escape(fmt(high))}</text>"
+        f"<text x='{left - 6}' y='{top + height}' font-size='10' text-anchor='end'>"
+        f"{html.escape(fmt(low))}</text>"
+        f"<text x='{left}' y='{top + height + 14}' font-size='10'>0</text>"
+        f"<text x='{left + inner}' y='{top + height + 14}' font-size='10' text-anchor='end'>"
+        f"{len(values) - 1} iterations</text>"
+    )
+    return out
+
+
+def growth_plot_svg(sr: SoakReport, width: int = 720) -> str:
+    """Object count and traced memory after each call, warm-up shaded."""
+    height = 360
+    body = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"viewBox='0 0 {width} {height}' font-family='Helvetica, Arial, sans-serif'>",
+        f"<text x='10' y='18' font-size='13'>{html.escape(_clean(headline(sr), 110))}</text>",
+    ]
+    body += _panel(sr, sr.objects, "live gc-tracked objects", "objects", 50, width)
+    body += _panel(sr, sr.memory, "traced memory", "bytes", 215, width)
+    body.append("</svg>")
+    return "".join(body)
+
+
+def _masked(path: Path) -> Path:
+    """``path`` with every name from the program masked, for the graph's labels."""
+    root = replace(
+        path.root,
+        name=_clean(path.root.name, 200),
+        function=_clean(path.root.function, 200),
+        filename=_clean(path.root.filename, 200),
+    )
+    steps = tuple(
+        replace(
+            step,
+            label=_clean(step.label, 200),
+            type_name=_clean(step.type_name, 100),
+            detail=_clean(step.detail, 200),
+        )
+        for step in path.steps
+    )
+    return replace(path, root=root, steps=steps)
+
+
+def _graph_svg(sr: SoakReport) -> str | None:
+    """The retention graph of the growing containers, laid out by ``dot``."""
+    import graphviz  # type: ignore[import-untyped]
+
+    from reftrace.renderers.graph import _add_path, find_dot
+
+    items: list[tuple[Path, str]] = []
+    for container in sr.containers:
+        summary = f"growing: {container.per_iteration:+.1f} items per iteration"
+        if container.path is not None:
+            items.append((_masked(container.path), summary))
+        for leak in container.samples[:1]:
+            if leak.path is not None:
+                items.append((_masked(leak.path), f"{_clean(leak.type_name, 30)}, sampled item"))
+    if not items:
+        return None
+    dot = find_dot()
+    if dot is None:
+        return None
+    graph = graphviz.Digraph("soak", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
+    graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
+    graph.attr("edge", fontname="Helvetica", fontsize="10")
+    drawn: set[str] = set()
+    for path, summary in items:
+        _add_path(graph, drawn, path, summary)
+    result = subprocess.run(
+        [dot, "-Tsvg"], input=graph.source.encode("utf-8"), capture_output=True, timeout=120
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{dot} failed: {result.stderr.decode('utf-8', 'replace').strip()}")
+    svg: str = result.stdout.decode("utf-8", "replace")
+    return svg
+
+
+_SVG_START = re.compile(r"<svg\b[^>]*>", re.S)
+_SIZE = re.compile(r"\b(width|height)=\"([\d.]+)(pt|px)?\"")
+
+
+def _nested(svg: str, top: float) -> tuple[str, float, float]:
+    """``svg`` (dot's output) as an element placed ``top`` pixels down, and its size."""
+    match = _SVG_START.search(svg)
+    if match is None:
+        raise RuntimeError("the layout program wrote no <svg> element")
+    head = match.group(0)
+    size = {
+        name: float(value) * (4 / 3 if unit in (None, "pt") else 1.0)
+        for name, value, unit in _SIZE.findall(head)
+    }
+    width, height = size.get("width", 600.0), size.get("height", 400.0)
+    head = _SIZE.sub("", head)
+    head = head.replace(
+        "<svg", f"<svg x='0' y='{top:.0f}' width='{width:.0f}' height='{height:.0f}'", 1
+    )
+    return head + svg[match.end() :], width, height
+
+
+def render_soak_svg(sr: SoakReport, path: str, format: str | None = None) -> str:
+    """Write the growth plot and the containers' retention graph to ``path`` (SVG)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"render() needs a file path, got {type(path).__name__}")
+    path = os.fspath(path)
+    fmt = (format or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
+    if fmt != "svg":
+        raise ValueError(f"a soak report renders to svg only, not {fmt!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    width = 720
+    plot = growth_plot_svg(sr, width=width)
+    inner = plot[plot.index(">") + 1 : plot.rindex("</svg>")]
+    parts = [inner]
+    total_height, total_width = 360.0, float(width)
+    graph = _graph_svg(sr) if sr.containers else None
+    if graph is not None:
+        parts.append(
+            f"<text x='10' y='{total_height + 10:.0f}' font-size='13' font-weight='bold'>"
+            "growing containers: shortest paths from a root</text>"
+        )
+        nested, graph_width, graph_height = _nested(graph, total_height + 20)
+        parts.append(nested)
+        total_height += 20 + graph_height
+        total_width = max(total_width, graph_width)
+    elif sr.containers:
+        parts.append(
+            f"<text x='10' y='{total_height + 10:.0f}' font-size='12'>no Graphviz layout "
+            "program found: the retention graph is left out</text>"
+        )
+        total_height += 20
+    document = (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{total_width:.0f}' "
+        f"height='{total_height:.0f}' viewBox='0 0 {total_width:.0f} {total_height:.0f}' "
+        "font-family='Helvetica, Arial, sans-serif'>" + "".join(parts) + "</svg>\n"
+    )
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(document)
+    return path
