@@ -1,7 +1,8 @@
 """Paths are true: random heaps, checked against a model of their references.
 
 Hypothesis builds object graphs out of instances, ``__slots__`` objects,
-dicts, lists, closures, bound methods and weak references, with reference
+dicts, lists, tuples, sets, closures, bound methods, weak references and
+containers the gc does not track (a dict of atomic values), with reference
 cycles and random roots (globals of a module), all created inside a watch
 block and all tracked. The model knows every strong edge it made, so it
 knows which objects a root reaches and how short a path can be. For every
@@ -9,19 +10,29 @@ heap the report must then:
 
 - report exactly the objects a root reaches (no missed leak, and a cycle no
   root reaches is never reported);
-- give each a path that is real: evaluating ``path.expression`` in the
-  module's globals returns the leaked object itself;
+- give each a path that is real: starting from the module's global, every
+  step is checked against ``gc.get_referents`` of the object before it, and
+  the last one is the leaked object itself;
 - give a shortest one (counted in the gc's own references: an instance
   attribute is one reference when its values are inline (3.11+) and two
   through a real ``__dict__``; a closure variable is three: function,
   closure tuple, cell);
-- never step through a weak reference.
+- never step through a weak reference (``gc.get_referents`` of a weak
+  reference does not return its referent, so such a step fails the check).
+
+The same heaps are searched a second way: forward from the roots from the
+first level (the search long chains switch to), which must give the same
+answers.
+
+CI runs 1,000 heaps (and 300 for the forward search); a longer run:
+``REFTRACE_PROPERTY_EXAMPLES=20000 python -m pytest tests/test_paths_property.py``.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
+import os
 import sys
 import types
 import weakref
@@ -32,8 +43,19 @@ from hypothesis import strategies as st
 
 import reftrace
 
-KINDS = ("instance", "slots", "dict", "list", "closure", "method", "weakref")
-WEIGHT = {"slots": 1, "dict": 1, "list": 1, "closure": 3, "method": 1}
+KINDS = (
+    "instance",
+    "slots",
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "closure",
+    "method",
+    "weakref",
+    "atomic",
+)
+WEIGHT = {"slots": 1, "dict": 1, "list": 1, "tuple": 1, "set": 1, "closure": 3, "method": 1}
 MODULE_NAME = "reftrace_property_heap"
 
 
@@ -95,8 +117,12 @@ def _feasible(kinds: list[str], edges: list[tuple[int, int]]) -> list[tuple[int,
     single: set[int] = set()
     for source, target in edges:
         kind = kinds[source]
-        if kind == "weakref":
-            continue  # a weak reference holds nothing
+        if kind in ("weakref", "atomic"):
+            continue  # a weak reference and a dict of atomic values hold nothing
+        if kind == "tuple" and kinds[target] == "tuple" and target >= source:
+            continue  # tuples are made in order, each from objects that exist
+        if kind == "set" and kinds[target] != "instance":
+            continue  # a set holds hashable members: instances here
         if kind in ("closure", "method"):
             # a closure holds one variable; a method is bound to one instance
             if source in single or (kind == "method" and kinds[target] != "instance"):
@@ -124,10 +150,13 @@ def build(model: Model) -> list[object]:
             objects.append([])
         elif kind == "closure":
             objects.append(_closure())
-        elif kind == "method":
-            objects.append(None)  # bound once its instance is known
+        elif kind == "set":
+            objects.append(set())
+        elif kind == "atomic":
+            objects.append({"n": 1, "s": "atomic"})  # the gc does not track it
         else:
-            objects.append(None)  # a weak reference, made once its target exists
+            # a method, a tuple or a weak reference: made once what it holds exists
+            objects.append(None)
     for source, target in model.edges:
         kind = model.kinds[source]
         if kind == "method":
@@ -141,6 +170,10 @@ def build(model: Model) -> list[object]:
             # a callback makes each weak reference its own object (CPython
             # shares callback-less ones to the same referent)
             objects[index] = weakref.ref(referent if referent is not None else Node(), _noop)
+    for index, kind in enumerate(model.kinds):
+        if kind == "tuple":
+            # never empty: the empty tuple is one object shared by the whole process
+            objects[index] = (f"t{index}", *(objects[t] for s, t in model.edges if s == index))
     for slot, (source, target) in enumerate(model.edges):
         holder, value = objects[source], objects[target]
         kind = model.kinds[source]
@@ -153,6 +186,8 @@ def build(model: Model) -> list[object]:
             holder[f"k{slot}"] = value  # type: ignore[index]
         elif kind == "list":
             holder.append(value)  # type: ignore[union-attr]
+        elif kind == "set":
+            holder.add(value)  # type: ignore[union-attr]
         elif kind == "closure":
             holder.__closure__[0].cell_contents = value  # type: ignore[union-attr,index]
     return objects
@@ -174,13 +209,35 @@ def _closure() -> types.FunctionType:
 Node.method = lambda self: None  # type: ignore[attr-defined]
 
 
+EXAMPLES = int(os.environ.get("REFTRACE_PROPERTY_EXAMPLES", "1000"))
+
+
 @settings(
-    max_examples=1000,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(heaps())
 def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
+    check(model)
+
+
+@settings(
+    max_examples=max(300, EXAMPLES // 3),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(heaps())
+def test_forward_search_gives_the_same_paths(model: Model) -> None:
+    switch = reftrace.paths.SWITCH_DEPTH
+    reftrace.paths.SWITCH_DEPTH = 0  # search forward from the roots at once
+    try:
+        check(model)
+    finally:
+        reftrace.paths.SWITCH_DEPTH = switch
+
+
+def check(model: Model) -> None:
     module = types.ModuleType(MODULE_NAME)
     sys.modules[MODULE_NAME] = module
     try:
@@ -196,22 +253,26 @@ def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
             del objects, obj
         report = w.report
         expected = model.distances()
-        found = {}
+        found: dict[int, int] = {}  # model index -> length of its path in gc references
         for leak in report.leaks:
             assert leak.path is not None, str(leak)
             assert leak.path.root.kind == "module" and leak.path.root.name == MODULE_NAME
-            target = eval(leak.path.expression, vars(module))  # noqa: S307
-            assert id(target) in index_of, leak.path.expression
-            assert leak.object is None or leak.object is target
-            found[index_of[id(target)]] = leak
-            for before, step in zip(leak.path.steps, leak.path.steps[1:]):
-                assert before.type_name != "ReferenceType", "stepped through a weak reference"
+            ends = _walk(leak.path, module, model, index_of)
+            assert ends, f"a step of {leak.path.expression} is not a gc reference"
+            if leak.object is not None:
+                ends = {key: hops for key, hops in ends.items() if key == id(leak.object)}
+                assert ends, f"{leak.path.expression} does not end at the leaked object"
+            assert len(ends) == 1, f"{leak.path.expression} names more than one object"
+            ((target, hops),) = ends.items()
+            assert target in index_of, leak.path.expression
+            assert index_of[target] not in found, "one object reported twice"
+            found[index_of[target]] = hops
+            for step in leak.path.steps[1:]:
                 assert step.kind != "referent", step.label
         assert sorted(found) == sorted(expected), "leaks differ from what the roots reach"
         assert len(found) == len(report.leaks)
-        for index, leak in found.items():
-            weighted = _weighted(leak.path, module, model, index_of)
-            assert weighted == expected[index], leak.path.expression
+        for index, hops in found.items():
+            assert hops == expected[index], (index, hops, expected[index])
         assert report.handles == 0
         assert report.collected == len(model.kinds) - len(expected)
     finally:
@@ -227,18 +288,60 @@ def _attr_weight(obj: object, nodes: dict[int, int]) -> int:
     return 2 if own_dict else 1
 
 
-def _weighted(
+def _hops(holder: object, value: object, kind: str) -> int:
+    """How many gc references lead from ``holder`` to ``value`` for an edge of
+    this kind (0: none do)."""
+    direct = gc.get_referents(holder)
+    if any(r is value for r in direct):
+        return 1
+    if kind == "attr":  # through the instance's own __dict__
+        own = [r for r in direct if type(r) is dict and r is getattr(holder, "__dict__", None)]
+        if own and any(r is value for r in gc.get_referents(own[0])):
+            return 2
+    if kind == "cell":  # function -> closure tuple -> cell -> value
+        for closure in direct:
+            if type(closure) is tuple:
+                for cell in gc.get_referents(closure):
+                    if type(cell) is types.CellType and any(
+                        r is value for r in gc.get_referents(cell)
+                    ):
+                        return 3
+    return 0
+
+
+def _walk(
     path: reftrace.Path, module: types.ModuleType, model: Model, nodes: dict[int, int]
-) -> int:
-    """A reported path's length in gc references (see the module docstring)."""
-    total = 1  # the global
-    for i, step in enumerate(path.steps[1:], start=1):
-        if step.kind == "cell":
-            total += 3
-        elif step.kind == "attr":
-            prefix = "".join(s.code for s in path.steps[:i])
-            holder = eval(prefix, vars(module))  # noqa: S307
-            total += model.attr_weights[nodes[id(holder)]]
-        else:
-            total += 1
-    return total
+) -> dict[int, int]:
+    """Follow ``path`` from its global with ``gc.get_referents``: the ids of the
+    objects it can end at, each with its length in gc references.
+
+    A set member is not named by the path (``{...}``), so every member of
+    the right type is tried; the steps after it must still hold. An
+    attribute step counts what it cost when the search ran: labelling it
+    reads ``__dict__``, which moves inline values (3.11+) into a real dict.
+    """
+    first = path.steps[0]
+    namespace = vars(module)
+    if first.code not in namespace:
+        return {}
+    states: list[tuple[object, int]] = [(namespace[first.code], 1)]
+    for step in path.steps[1:]:
+        following: list[tuple[object, int]] = []
+        for holder, length in states:
+            if step.code == "{...}":
+                candidates = [
+                    r for r in gc.get_referents(holder) if type(r).__qualname__ == step.type_name
+                ]
+                following.extend((c, length + 1) for c in candidates)
+                continue
+            try:
+                value = eval("holder" + step.code, {"holder": holder})  # noqa: S307
+            except Exception:
+                continue
+            hops = _hops(holder, value, step.kind)
+            if hops and step.kind == "attr" and id(holder) in nodes:
+                hops = model.weight(nodes[id(holder)])
+            if hops and type(value).__qualname__ == step.type_name:
+                following.append((value, length + hops))
+        states = following
+    return {id(obj): length for obj, length in states}
