@@ -65,3 +65,16 @@ def test_watch_module_example_prints_what_it_says(tmp_path):
     said = doc.split("it prints ``")[1].split("``")[0]
     code = textwrap.dedent(doc.split("::\n")[1])
     assert run_python(code, tmp_path).strip() == said
+
+
+def test_soak_example_finds_the_growing_listener_list(tmp_path):
+    code = next(body for body in PYTHON_BLOCKS if "reftrace.soak(" in body)
+    printed = run_python(code, tmp_path)
+    shown = BLOCKS[[body for _, body in BLOCKS].index(code) + 1][1]
+    # The verdict, the container and the projection rows are the README's;
+    # counts of objects alive, timings and (off 3.11) sizes are this process's.
+    first = lambda text: SIZE.sub("<size>", text.splitlines()[0])  # noqa: E731
+    assert first(printed) == first(shown)
+    assert "  reftrace.demo.agent.AGENT.events._listeners['chunk']\n" in printed
+    for row in ("1,000", "10,000", "100,000"):
+        assert any(line.strip().startswith(row) for line in printed.splitlines())
