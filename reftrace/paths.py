@@ -111,6 +111,7 @@ def shortest_paths(
         found = _forward(heap, {s: list(s.toward_target) for s in unseen}, max_depth)
         for search, result in found.items():
             search.result = result
+        heap.release_scan()
     # The ids of freed containers must not stay "own": new objects reuse them.
     heap.own.difference_update(id(s.toward_target) for s in searches)
     heap.own.difference_update(id(s.distance) for s in searches)

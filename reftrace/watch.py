@@ -13,6 +13,7 @@ Example (a script; it prints ``['CACHE[0]']``)::
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import weakref
 from types import FrameType, TracebackType
@@ -20,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from reftrace.analysis import Options, build_report
 from reftrace.capture import Capture
-from reftrace.objects import type_name, untrackable_reason
+from reftrace.objects import RUNNING_OWN, type_name, untrackable_reason
 from reftrace.paths import DEFAULT_MAX_DEPTH
 from reftrace.report import Report
 
@@ -28,6 +29,7 @@ T = TypeVar("T")
 
 #: Non-weakrefable tracked objects are checked for other holders this often.
 _SWEEP_EVERY = 64
+_RUNNING_LOCK = threading.Lock()
 
 
 class Watch:
@@ -191,18 +193,24 @@ class Watch:
         own = {id(self), id(self.__dict__), id(self._weak), id(targets)}
         own.add(id(own))
         own.update(map(id, self._weak))
+        with _RUNNING_LOCK:
+            RUNNING_OWN.append(own)
         try:
-            state = self._capture.stop(own, targets)
-        except BaseException:
-            self._capture.abort()
-            raise
-        own.add(id(state.young))
-        report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
-        del caller
-        self._weak = []
-        state.young.clear()
-        del state, targets
-        return report
+            try:
+                state = self._capture.stop(own, targets)
+            except BaseException:
+                self._capture.abort()
+                raise
+            own.add(id(state.young))
+            report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
+            del caller
+            self._weak = []
+            state.young.clear()
+            del state, targets
+            return report
+        finally:
+            with _RUNNING_LOCK:  # by identity: list.remove would compare contents
+                RUNNING_OWN[:] = [other for other in RUNNING_OWN if other is not own]
 
 
 class TrackedStream(Generic[T]):
