@@ -53,6 +53,7 @@ def build_report(
     heap = HeapView(own_ids, exception, caller, state.young_ids)
     del caller
     heap.own.add(id(targets))
+    heap.untracked_holders.extend(t for t in targets if not gc.is_tracked(t))
     for obj in targets:
         heap.nodes[id(obj)] = obj
     target_ids = [id(obj) for obj in targets]

@@ -117,6 +117,10 @@ class HeapView:
         self.referrer_cache: dict[int, list[int]] = {}
         self.own.update((id(self.__dict__), id(self.nodes), id(self.locals)))
         self.own.add(id(self.module_namespaces))
+        #: tracked objects (of the watch) the gc does not track, such as a dict
+        #: of atomic values: gc.get_referrers never returns them as holders.
+        self.untracked_holders: list[object] = []
+        self.own.add(id(self.untracked_holders))
 
     # -- roots ---------------------------------------------------------------
 
@@ -191,6 +195,12 @@ class HeapView:
         finally:
             self.own.discard(id(batch))
             del batch
+        for holder in self.untracked_holders:
+            holder_id = id(holder)
+            for key in map(id, referents(holder)):
+                if key in result and holder_id not in result[key]:
+                    result[key].append(holder_id)
+                    self.nodes[holder_id] = holder
         for key, holders in self.future_holders().items():
             if key in result:
                 for holder in holders:
@@ -250,7 +260,7 @@ class HeapView:
         out: list[int] = []
         for start in range(0, len(ids), SMALL_BATCH):
             batch = [self.nodes[key] for key in ids[start : start + SMALL_BATCH]]
-            out.extend(_hidden_counts(batch, self.caller_refs))
+            out.extend(_hidden_counts(batch, self.caller_refs, self.untracked_holders))
             del batch
         return out
 
@@ -276,10 +286,12 @@ def _visible_counts(batch: list[object], holders: list[object]) -> dict[int, int
     return counts
 
 
-def _hidden_counts(batch: list[object], known: Counter[int]) -> list[int]:
+def _hidden_counts(batch: list[object], known: Counter[int], untracked: list[object]) -> list[int]:
     # No local variable of this function may refer to a batch member while
     # the referrers are read, or it would be counted as hidden.
     holders = _all_referrers(batch)
+    want = set(map(id, batch))
+    holders += [h for h in untracked if not want.isdisjoint(map(id, referents(h)))]
     counts = _visible_counts(batch, holders)
     in_holders = Counter(map(id, holders))
     in_frames = _frames.own_frame_references(skip=1)
