@@ -28,7 +28,6 @@ from reftrace.objects import (
     PACKAGE_DIR,
     allocation_site,
     is_own,
-    owned_elsewhere,
     referents,
     referents_of_all,
     short_path,
@@ -160,11 +159,7 @@ class Capture:
                 )
             # (These lists are made after the objects were listed, so they
             # are not among them; the caller registers the final one.)
-            young = [
-                o
-                for o in young
-                if id(o) not in own_ids and not is_own(o) and not owned_elsewhere(id(o), own_ids)
-            ]
+            young = [o for o in young if id(o) not in own_ids and not is_own(o)]
             if self.started_tracing:
                 young = _drop_presumed_old(young)
             young_ids = set(map(id, young))

@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from reftrace import frames as _frames
 from reftrace.objects import (
     BROKEN_ASYNCIO_TRAVERSE,
-    RUNNING_OWN,
     is_immortal,
     is_own,
     module_dict,
     module_name,
-    owned_elsewhere,
     referents,
     referents_of_all,
 )
@@ -136,12 +134,7 @@ class HeapView:
 
     def excluded(self, obj: object) -> bool:
         key = id(obj)
-        return (
-            key in self.own
-            or key in self.frame_ids
-            or owned_elsewhere(key, self.own)
-            or is_own(obj)
-        )
+        return key in self.own or key in self.frame_ids or is_own(obj)
 
     # -- referrers -----------------------------------------------------------
 
@@ -152,8 +145,6 @@ class HeapView:
             # would look held by them in every later scan.
             own = self.own
             self._all = [obj for obj in gc.get_objects() if id(obj) not in own]
-            if len(RUNNING_OWN) > 1:  # and the working lists of other analyses
-                self._all = [obj for obj in self._all if not owned_elsewhere(id(obj), own)]
             own.add(id(self._all))
         return self._all
 

@@ -177,17 +177,6 @@ def is_own_module(module: object) -> bool:
     )
 
 
-#: The ``own`` id sets of every analysis running now, in any thread: the
-#: working lists of one analysis are never the watched program's objects, nor
-#: holders on its paths, for another.
-RUNNING_OWN: list[set[int]] = []
-
-
-def owned_elsewhere(key: int, mine: set[int]) -> bool:
-    """Whether another running analysis counts ``key`` among its own objects."""
-    return len(RUNNING_OWN) > 1 and any(key in own for own in RUNNING_OWN if own is not mine)
-
-
 def is_own(obj: object) -> bool:
     """True for objects that belong to reftrace itself: its types, frames, functions."""
     t = type(obj)

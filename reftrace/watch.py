@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 
 from reftrace.analysis import Options, build_report
 from reftrace.capture import Capture
-from reftrace.objects import RUNNING_OWN, type_name, untrackable_reason
+from reftrace.objects import type_name, untrackable_reason
 from reftrace.paths import DEFAULT_MAX_DEPTH
 from reftrace.report import Report
 
@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 #: Non-weakrefable tracked objects are checked for other holders this often.
 _SWEEP_EVERY = 64
-_RUNNING_LOCK = threading.Lock()
+_ANALYSIS_LOCK = threading.RLock()
 
 
 class Watch:
@@ -170,7 +170,16 @@ class Watch:
             if stream is not None:
                 stream._detach()
         self._streams = []
-        report = self._analyse(exc, caller)
+        # Reports are built one at a time: an analysis lists the whole heap,
+        # and another one running meanwhile would see its working lists as
+        # new objects and holders, and could catch its tuples half-built.
+        # (acquire/release, not `with`: on 3.10 the bound __exit__ it keeps on
+        # the stack would be a new object of the block, held out of sight)
+        _ANALYSIS_LOCK.acquire()
+        try:
+            report = self._analyse(exc, caller)
+        finally:
+            _ANALYSIS_LOCK.release()
         del caller
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
         self._report = report
@@ -193,24 +202,18 @@ class Watch:
         own = {id(self), id(self.__dict__), id(self._weak), id(targets)}
         own.add(id(own))
         own.update(map(id, self._weak))
-        with _RUNNING_LOCK:
-            RUNNING_OWN.append(own)
         try:
-            try:
-                state = self._capture.stop(own, targets)
-            except BaseException:
-                self._capture.abort()
-                raise
-            own.add(id(state.young))
-            report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
-            del caller
-            self._weak = []
-            state.young.clear()
-            del state, targets
-            return report
-        finally:
-            with _RUNNING_LOCK:  # by identity: list.remove would compare contents
-                RUNNING_OWN[:] = [other for other in RUNNING_OWN if other is not own]
+            state = self._capture.stop(own, targets)
+        except BaseException:
+            self._capture.abort()
+            raise
+        own.add(id(state.young))
+        report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
+        del caller
+        self._weak = []
+        state.young.clear()
+        del state, targets
+        return report
 
 
 class TrackedStream(Generic[T]):
