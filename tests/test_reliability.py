@@ -22,6 +22,7 @@ import pytest
 
 import reftrace
 import reftrace.analysis
+import reftrace.capture
 import reftrace.paths
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,11 +224,19 @@ def test_watches_in_several_threads_at_once_each_find_their_own_leak():
 # -- state restored, even when interrupted ----------------------------------------
 
 
+def _frozen() -> int:
+    # 3.12.0-3.12.1 start with the builtin types' __mro__ tuples frozen; the
+    # first watch unfreezes them with the heap (docs/limits.md): not a change
+    # the program can see, so those count as not frozen.
+    count = gc.get_freeze_count()
+    return 0 if count and count == reftrace.capture._interpreter_frozen() else count
+
+
 def _state() -> tuple[object, ...]:
     return (
         gc.isenabled(),
         gc.get_threshold(),
-        gc.get_freeze_count(),
+        _frozen(),
         tracemalloc.is_tracing(),
         tracemalloc.get_traceback_limit() if tracemalloc.is_tracing() else None,
         sys.gettrace(),
