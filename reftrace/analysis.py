@@ -22,7 +22,7 @@ from types import FrameType
 from reftrace import labels
 from reftrace.capture import BlockState
 from reftrace.heap import HeapView, RootEdge
-from reftrace.objects import describe, referents, safe_sizeof, type_name
+from reftrace.objects import describe, referents, safe_sizeof, type_module, type_name
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
 from reftrace.report import Leak, Path, Report, Root, Step, SurvivorGroup, weak_handle
 
@@ -152,7 +152,7 @@ def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path
     edges = [_first_step(found.root, heap, objects[0])]
     edges += [labels.edge(parent, child) for parent, child in zip(objects, objects[1:])]
     statuses = [_status(obj, young_ids) for obj in objects]
-    names = [type_name(obj) for obj in objects]
+    names = [(type_name(obj), type_module(obj)) for obj in objects]
     details = [describe(obj) for obj in objects]
     edges, statuses, names, details = _collapse(edges, objects, statuses, names, details)
     suspect = _suspect_index(statuses)
@@ -161,8 +161,8 @@ def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path
     # final resize fail (CPython gh-39117).
     steps = tuple(
         [
-            Step(e.label, e.kind, e.code, n, s, i == suspect, d)
-            for i, (e, s, n, d) in enumerate(zip(edges, statuses, names, details))
+            Step(e.label, e.kind, e.code, n, s, i == suspect, d, module)
+            for i, (e, s, (n, module), d) in enumerate(zip(edges, statuses, names, details))
         ]
     )
     return Path(_root(found.root), steps)
@@ -172,14 +172,14 @@ def _collapse(
     edges: list[labels.Edge],
     objects: list[object],
     statuses: list[str],
-    names: list[str],
+    names: list[tuple[str, str]],
     details: list[str],
-) -> tuple[list[labels.Edge], list[str], list[str], list[str]]:
+) -> tuple[list[labels.Edge], list[str], list[tuple[str, str]], list[str]]:
     """Merge hops a person would write as one: ``.__dict__['x']`` is ``.x``, a
     function's ``.__closure__[0].cell_contents`` is ``cell 'name'``."""
     out_e: list[labels.Edge] = []
     out_s: list[str] = []
-    out_n: list[str] = []
+    out_n: list[tuple[str, str]] = []
     out_d: list[str] = []
     i = 0
     while i < len(edges):
@@ -388,6 +388,7 @@ def _group_path(
         "new",
         is_suspect=base.suspect is None,
         detail=detail,
+        module=type_module(first),
     )
     return Path(base.root, base.steps + (step,)), ""
 

@@ -92,6 +92,14 @@ def type_name(obj: object) -> str:
         return "?"
 
 
+def type_module(obj: object) -> str:
+    """The ``__module__`` of ``type(obj)`` (``"builtins"`` for built-in types)."""
+    try:
+        return str(_type_module(type(obj)))
+    except Exception:
+        return "?"
+
+
 def class_attribute(cls: type, name: str) -> Any:
     """Look ``name`` up in the MRO's own dicts: no metaclass, no descriptors run."""
     for klass in _type_mro(cls):

@@ -108,6 +108,8 @@ class Step:
     (``.events``, ``['chunk']``, ``.__closure__[0].cell_contents``).
     ``status`` is ``"old"`` (alive before the block), ``"new"`` (created in it)
     or ``"unknown"`` (an object the gc does not track, whose age cannot be told).
+    ``module`` is the ``__module__`` of the object's type (``"builtins"`` for
+    ``dict``), which tells a program's ``Config`` from a library's.
     """
 
     label: str
@@ -117,6 +119,7 @@ class Step:
     status: str
     is_suspect: bool = False
     detail: str = ""
+    module: str = ""
 
     def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
         m = _masking(mask)
@@ -128,6 +131,7 @@ class Step:
             "status": _j(self.status, m),
             "suspect": self.is_suspect,
             "detail": _j(self.detail, m),
+            "module": _j(self.module, m),
         }
 
 
@@ -646,6 +650,8 @@ class _Reader:
             status=status,
             is_suspect=self.bool_(data, "suspect", where),
             detail=self.str_(data, "detail", where),
+            # absent from reports saved before it existed
+            module=self.str_(data, "module", where) if "module" in data else "",
         )
 
     def path(self, data: dict[str, Any], where: str) -> Path | None:
