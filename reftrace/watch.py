@@ -146,9 +146,24 @@ class Watch:
             if sys.getrefcount(obj) > 3:
                 kept.append(obj)
         dropped = len(self._held) - len(kept)
-        self._held = kept
+        # In place: a new list made in the block would be a new object of it.
+        self._held[:] = kept
         self._held_since_sweep = 0
         return dropped
+
+    def _abandon(self) -> None:
+        """End the watch without a report (the run was interrupted): gc and
+        tracemalloc are restored and nothing tracked is held any more."""
+        if self._state != "active":
+            return
+        self._state = "done"
+        for stream in [ref() for ref in self._streams]:
+            if stream is not None:
+                stream._detach()
+        self._streams = []
+        self._weak = []
+        self._held = []
+        self._capture.abort()
 
     def _require_active(self, what: str) -> None:
         if self._state != "active":
@@ -169,7 +184,7 @@ class Watch:
         for stream in [ref() for ref in self._streams]:
             if stream is not None:
                 stream._detach()
-        self._streams = []
+        self._streams.clear()
         # Reports are built one at a time: an analysis lists the whole heap,
         # and another one running meanwhile would see its working lists as
         # new objects and holders, and could catch its tuples half-built.
@@ -198,7 +213,7 @@ class Watch:
             pass
         targets = [obj for obj in (ref() for ref in self._weak) if obj is not None]
         targets += self._held
-        self._held = []
+        self._held.clear()
         own = {id(self), id(self.__dict__), id(self._weak), id(targets)}
         own.add(id(own))
         own.update(map(id, self._weak))
@@ -210,7 +225,7 @@ class Watch:
         own.add(id(state.young))
         report = build_report(state, targets, self._tracked, own, exc, caller, self._options)
         del caller
-        self._weak = []
+        self._weak.clear()
         state.young.clear()
         del state, targets
         return report
