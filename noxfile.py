@@ -30,7 +30,8 @@ def realworld(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff (lint and formatting) and mypy --strict on the package."""
-    session.install("-e", ".", "ruff", "mypy")
-    session.run("mypy", "--strict", "reftrace")
-    session.run("ruff", "check", "reftrace", "tests", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "reftrace", "tests", "bench", "noxfile.py")
+    session.install("-e", ".", "ruff", "mypy", "pytest")
+    sources = ["reftrace", "_reftrace_pytestplugin.py", "tests", "bench", "noxfile.py"]
+    session.run("mypy", "--strict", "reftrace", "_reftrace_pytestplugin.py")
+    session.run("ruff", "check", *sources)
+    session.run("ruff", "format", "--check", *sources)

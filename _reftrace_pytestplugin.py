@@ -1,0 +1,438 @@
+"""The pytest plugin: leak regression tests in one line.
+
+pytest loads it through the ``pytest11`` entry point; a test that uses none
+of it runs exactly as without it. Three ways to use it:
+
+- the ``reftrace_watch`` fixture, a :class:`reftrace.Watch` around the test
+  and its fixtures: ``reftrace_watch.track(obj)`` marks an object that must
+  be collectable once the test is over. If it is still alive after the test
+  and its function-scoped fixtures are torn down, the test fails with the
+  leak trace as its message and the retention graph written under
+  ``--reftrace-dir`` (default ``.reftrace/``).
+- ``@pytest.mark.no_leaks``: the same watch, and the test also fails when
+  objects it created stay attached to the heap that existed before it,
+  outside pytest's own machinery (fixtures, capture, logging, plugins) and
+  the standard library's caches. The test runs once unwatched first
+  (``warmup=1``), so what a first run sets up once is not taken for a leak.
+  ``allow=[type or name, ...]`` accepts objects of those types;
+  ``max_objects=N`` accepts up to N new objects.
+- the ``reftrace_soak`` fixture: ``reftrace_soak(fn, iterations=30)`` runs a
+  lifecycle many times (:func:`reftrace.soak`) and fails the test when it is
+  leaking; it returns the :class:`reftrace.SoakReport` otherwise.
+
+The verdict comes after teardown, so a fixture that releases an object when
+it is torn down (``monkeypatch`` undoing a ``setattr``, a client closed at
+teardown) is never taken for a leak; it is reported as the test's own
+failure, not as an error of some fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+if TYPE_CHECKING:
+    # reftrace itself is imported only by a test that uses the plugin.
+    import reftrace
+    from reftrace.report import Report, SurvivorGroup
+
+_WATCH = pytest.StashKey["reftrace.Watch"]()
+
+#: Packages that are pytest's own machinery, besides the plugins it loaded.
+_MACHINERY = (
+    "_pytest",
+    "pytest",
+    "pluggy",
+    "py",
+    "_py",
+    "iniconfig",
+    "reftrace",
+    "_reftrace_pytestplugin",
+)
+
+#: Types of the standard library that hold what they are given on purpose.
+_CACHE_TYPES = {("functools", "_lru_cache_wrapper"), ("_abc", "_abc_data")}
+
+#: Module globals that Python itself fills the first time something happens.
+_BY_DESIGN_GLOBALS = {"__warningregistry__"}
+
+_STDLIB = frozenset(sys.stdlib_module_names) | {"builtins", "__main__"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("reftrace", "leak tests with reftrace")
+    group.addoption(
+        "--reftrace-dir",
+        default=".reftrace",
+        metavar="DIR",
+        help="where the retention graphs of leaking tests are written "
+        "(relative to the rootdir; default: .reftrace)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "no_leaks(allow=(), max_objects=0, warmup=1): after a warm-up run, fail the test "
+        "when objects it created stay attached to the heap that existed before it (reftrace)",
+    )
+
+
+@pytest.fixture
+def reftrace_watch(request: pytest.FixtureRequest) -> reftrace.Watch:
+    """A reftrace watch over this test and its fixtures: ``track()`` what must die.
+
+    The test fails if a tracked object is still alive after the test and its
+    function-scoped fixtures are torn down; the message is the leak trace.
+    """
+    watch: reftrace.Watch | None = request.node.stash.get(_WATCH, None)
+    if watch is None:
+        pytest.fail(
+            "reftrace_watch must be a parameter of the test (or of a fixture it "
+            "uses): the watch starts before the test's fixtures are set up",
+            pytrace=False,
+        )
+    return watch
+
+
+@pytest.fixture
+def reftrace_soak(request: pytest.FixtureRequest) -> Callable[..., reftrace.SoakReport]:
+    """``reftrace_soak(fn, iterations=30, **options)``: run ``fn`` many times.
+
+    Fails the test when :func:`reftrace.soak` finds it leaking (the message is
+    the soak report; its graphs go under ``--reftrace-dir``); otherwise
+    returns the :class:`reftrace.SoakReport`. Options are those of
+    :func:`reftrace.soak`. Call it from a synchronous test: a coroutine
+    function is run on a fresh event loop.
+    """
+    import reftrace
+
+    directory = _directory(request.config)
+
+    def run(fn: Callable[[], Any], iterations: int = 30, **options: Any) -> reftrace.SoakReport:
+        result = reftrace.soak(fn, iterations, **options)
+        if result.leaking:
+            name = getattr(fn, "__name__", type(fn).__name__)
+            message = [f"reftrace: {name} leaks over {iterations} iterations", "", str(result)]
+            message += _drawn(result.render, directory, request.node.nodeid, "soak")
+            pytest.fail("\n".join(message), pytrace=False)
+        return result
+
+    return run
+
+
+# -- running a watched test ----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    survivors: bool
+    allow: tuple[str, ...] = ()
+    max_objects: int = 0
+    warmup: int = 0
+
+
+def _settings(item: pytest.Item) -> _Settings | None:
+    marker = item.get_closest_marker("no_leaks")
+    if marker is None:
+        if "reftrace_watch" in getattr(item, "fixturenames", ()):
+            return _Settings(survivors=False)
+        return None
+    if marker.args:
+        raise TypeError(
+            "no_leaks takes keyword arguments only: allow=[...], max_objects=N, warmup=N"
+        )
+    options = dict(marker.kwargs)
+    allow = options.pop("allow", ())
+    max_objects = options.pop("max_objects", 0)
+    warmup = options.pop("warmup", 1)
+    if options:
+        raise TypeError(
+            f"no_leaks got unknown option(s) {', '.join(sorted(options))}; "
+            "it takes allow=[type or name, ...], max_objects=N and warmup=N"
+        )
+    if isinstance(allow, (str, type)):
+        allow = (allow,)
+    if not isinstance(allow, Iterable):
+        raise TypeError(f"no_leaks(allow=...) takes types or names, got {type(allow).__name__}")
+    names = []
+    for entry in allow:
+        if isinstance(entry, type):
+            names += [entry.__qualname__, f"{entry.__module__}.{entry.__qualname__}"]
+        elif isinstance(entry, str) and entry:
+            names.append(entry)
+        else:
+            raise TypeError(f"no_leaks(allow=...) takes types or names, got {entry!r}")
+    if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 0:
+        raise TypeError(f"no_leaks(max_objects=...) takes an int >= 0, got {max_objects!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise TypeError(f"no_leaks(warmup=...) takes an int >= 0, got {warmup!r}")
+    return _Settings(True, tuple(names), max_objects, warmup)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    problem = None
+    try:
+        settings = _settings(item)
+    except TypeError as error:
+        settings, problem = None, str(error)
+    if settings is None and problem is None:
+        return None
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    if settings is None:
+        # A misspelt marker fails its test, with the reason; the run goes on.
+        reports = runtestprotocol(item, log=False, nextitem=nextitem)
+        _fail(reports, str(problem))
+    else:
+        reports = _run_watched(item, nextitem, settings)
+    for report in reports:
+        ihook.pytest_runtest_logreport(report=report)
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _run_watched(
+    item: pytest.Item, nextitem: pytest.Item | None, settings: _Settings
+) -> list[pytest.TestReport]:
+    """Setup, call and teardown inside one watch; the verdict goes into the
+    call's report, which is logged only after teardown.
+
+    Under ``no_leaks`` the test first runs unwatched ``warmup`` times: what a
+    first run sets up once (a logger, a cache entry, a registry's empty list)
+    is there before the watched run, which then shows only what grows.
+    """
+    import reftrace
+
+    for _ in range(settings.warmup):
+        # Torn down as before the next test: wider fixtures it shares stay.
+        watch = reftrace.watch(survivors=False)
+        reports = _run_inside(item, nextitem, watch)
+        watch._abandon()
+        if any(r.outcome != "passed" for r in reports):
+            return reports  # a failing or skipped first run is the result
+        item._report_sections.clear()  # output of the warm-up run is not shown
+    watch = reftrace.watch(survivors=settings.survivors)
+    reports = _run_inside(item, nextitem, watch)
+    try:
+        watch.__exit__(None, None, None)
+        message = _verdict(item, watch.report, settings, reports)
+    except Exception:
+        message = "reftrace could not analyse this test:\n" + traceback.format_exc()
+    del watch
+    if message is not None:
+        _fail(reports, message)
+    else:
+        # A graph left by an earlier failing run of this test is out of date.
+        stale = os.path.join(_directory(item.config), _file_name(item.nodeid, ""))
+        with contextlib.suppress(OSError):
+            os.remove(stale)
+    return reports
+
+
+def _run_inside(
+    item: pytest.Item, nextitem: pytest.Item | None, watch: reftrace.Watch
+) -> list[pytest.TestReport]:
+    """pytest's own run of the item (setup, call, teardown), the watch entered
+    before the setup; the reports are not logged yet."""
+    item.stash[_WATCH] = watch
+    watch.__enter__()
+    try:
+        return runtestprotocol(item, log=False, nextitem=nextitem)
+    except BaseException:
+        watch._abandon()
+        raise
+    finally:
+        del item.stash[_WATCH]
+
+
+def _fail(reports: list[pytest.TestReport], message: str) -> None:
+    """Turn the test's call into a failure with ``message`` (no call: nothing to
+    judge, its setup already failed)."""
+    call = next((r for r in reports if r.when == "call"), None)
+    if call is not None:
+        call.outcome = "failed"
+        call.longrepr = message
+
+
+def _verdict(
+    item: pytest.Item,
+    report: Report,
+    settings: _Settings,
+    reports: list[pytest.TestReport],
+) -> str | None:
+    """The failure message, or None when the test left nothing behind."""
+    if any(r.outcome != "passed" or hasattr(r, "wasxfail") for r in reports):
+        # The test failed or was skipped: its traceback (sys.last_exc, the
+        # report) keeps its locals, which would all look leaked.
+        return None
+    if len(reports) < 3:
+        return None
+    survivors = []
+    if settings.survivors:
+        machinery = _machinery(item.config)
+        survivors = [
+            group
+            for group in report.survivors
+            if _kept_by_design(group, machinery) is None and not _allowed(group, settings)
+        ]
+        if sum(group.count for group in survivors) <= settings.max_objects:
+            survivors = []
+    if not report.leaks and not survivors:
+        return None
+    from reftrace.report import Report
+
+    shown = Report(
+        leaks=report.leaks,
+        survivors=survivors,
+        tracked=report.tracked,
+        collected=report.collected,
+        finding_sizes=report.finding_sizes,
+    )
+    lines = [_headline(item, report, survivors), "", str(shown)]
+    lines += _drawn(shown.render, _directory(item.config), item.nodeid, "")
+    if survivors:
+        names = sorted({_attached_type(group) for group in survivors})
+        lines += [
+            "",
+            "if they are kept on purpose: "
+            f"@pytest.mark.no_leaks(allow=[{', '.join(map(repr, names))}])",
+        ]
+    return "\n".join(lines)
+
+
+def _headline(item: pytest.Item, report: Report, survivors: list[SurvivorGroup]) -> str:
+    parts = []
+    if report.leaks:
+        n = len(report.leaks)
+        parts.append(f"{n} tracked object{'s' if n != 1 else ''} still alive")
+    if survivors:
+        n = sum(group.count for group in survivors)
+        parts.append(
+            f"{n} new object{'s' if n != 1 else ''} attached to the heap that existed before it"
+        )
+    return (
+        f"reftrace: {item.name} left {' and '.join(parts)} "
+        "(after the test and its fixtures were torn down)"
+    )
+
+
+# -- what counts as left behind ----------------------------------------------------
+
+
+def _machinery(config: pytest.Config) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Top-level packages of pytest and of the plugins it loaded (conftest
+    files are the project's own code, not machinery), and their directories."""
+    names = set(_MACHINERY)
+    for _plugin, dist in config.pluginmanager.list_plugin_distinfo():
+        for entry in getattr(dist, "entry_points", ()):
+            if entry.group == "pytest11":
+                names.add(entry.value.split(":")[0].split(".")[0])
+    directories = []
+    for name in names:
+        module = sys.modules.get(name)
+        location = getattr(module, "__file__", None)
+        if location:
+            directories.append(os.path.dirname(os.path.abspath(location)) + os.sep)
+    return frozenset(names), tuple(directories)
+
+
+def _top(module: str) -> str:
+    return module.partition(".")[0]
+
+
+def _kept_by_design(
+    group: SurvivorGroup, machinery: tuple[frozenset[str], tuple[str, ...]]
+) -> str | None:
+    """Why the group is not the test's leak (pytest's or the standard library's
+    own keeping), or None when it is."""
+    packages, directories = machinery
+    path = group.path
+    if path is None or path.root.kind == "hidden":
+        # Nothing names the holder (C code; on 3.10-3.11 an io.StringIO keeps
+        # its text in lists the gc does not see): nothing a test could act on.
+        return "hidden"
+    root = path.root
+    if root.kind == "module" and _top(root.name) in packages:
+        return "pytest"
+    if root.kind == "frame" and os.path.abspath(root.filename).startswith(directories):
+        return "pytest"
+    if any(_top(step.module) in packages for step in path.steps):
+        return "pytest"
+    if path.steps and path.steps[0].kind == "global" and path.steps[0].code in _BY_DESIGN_GLOBALS:
+        return "warnings registry"
+    old = [step for step in path.steps if step.status != "new"]
+    if any((step.module, step.type_name) in _CACHE_TYPES for step in old):
+        return "cache"
+    if (
+        root.kind == "module"
+        and _top(root.name) in _STDLIB
+        and all(_top(step.module or "builtins") in _STDLIB for step in path.steps)
+    ):
+        return "standard library"
+    return None
+
+
+def _attached_type(group: SurvivorGroup) -> str:
+    """The type of the new object the old heap holds (the group's entry)."""
+    if group.path and group.path.steps:
+        return group.path.steps[-1].type_name
+    return group.top_types[0][0] if group.top_types else "?"
+
+
+def _allowed(group: SurvivorGroup, settings: _Settings) -> bool:
+    if not settings.allow:
+        return False
+    if group.path and group.path.steps:
+        last = group.path.steps[-1]
+        names = {last.type_name, f"{last.module}.{last.type_name}"}
+    else:
+        names = {name for name, _ in group.top_types}
+    return bool(names & set(settings.allow))
+
+
+# -- graphs --------------------------------------------------------------------
+
+
+def _directory(config: pytest.Config) -> str:
+    directory = str(config.getoption("reftrace_dir"))
+    if not os.path.isabs(directory):
+        directory = os.path.join(str(config.rootpath), directory)
+    return directory
+
+
+def _file_name(nodeid: str, suffix: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_.")
+    if len(name) > 120:
+        name = name[:100] + "-" + hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+    return f"{name}{'-' + suffix if suffix else ''}.svg"
+
+
+def _drawn(render: Callable[[str], str], directory: str, nodeid: str, suffix: str) -> list[str]:
+    """Draw the graph; the lines that tell where it went (or why it did not)."""
+    path = os.path.join(directory, _file_name(nodeid, suffix))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        written = render(path)
+    except Exception as error:  # GraphvizNotFound (DOT still written), OSError
+        return ["", f"retention graph not drawn: {error}"]
+    return ["", f"retention graph: {_shown(written)}"]
+
+
+def _shown(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative

@@ -1,0 +1,455 @@
+"""The pytest plugin: the fixture, the ``no_leaks`` marker and the soak fixture,
+run in real pytest sessions (``pytester``, each in a subprocess so the plugin is
+found through its ``pytest11`` entry point, as a user's pytest finds it)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import textwrap
+
+import pytest
+
+# A small streaming library of the seed incident's shape: an emitter whose
+# listeners outlive the stream that registered them.
+LIBRARY = textwrap.dedent(
+    """
+    class Emitter:
+        def __init__(self):
+            self._listeners = {}
+
+        def on(self, event, fn):
+            self._listeners.setdefault(event, []).append(fn)
+
+        def off(self, event, fn):
+            self._listeners[event].remove(fn)
+
+
+    class Output:
+        def __init__(self):
+            self.chunks = [f"chunk {i}" for i in range(120)]
+
+        def on_chunk(self, chunk):
+            self.chunks.append(chunk)
+
+
+    EVENTS = Emitter()
+    SESSIONS = []
+
+
+    def stream(close=True):
+        out = Output()
+        EVENTS.on("chunk", out.on_chunk)
+        if close:
+            EVENTS.off("chunk", out.on_chunk)
+        return out
+    """
+)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(streamlib=LIBRARY)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.syspathinsert()
+    return pytester
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_leaking_test_fails_with_the_root_global_and_the_suspect_edge(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_stream="""
+        import streamlib
+
+        def test_stream_leaks(reftrace_watch):
+            reftrace_watch.track(streamlib.stream(close=False))
+
+        def test_stream_closes(reftrace_watch):
+            out = reftrace_watch.track(streamlib.stream(close=True))
+            assert len(out.chunks) == 120
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "reftrace: test_stream_leaks left 1 tracked object still alive (after the test "
+            "and its fixtures were torn down)",
+            "FAILED test_stream.py::test_stream_leaks - reftrace: *",
+        ]
+    )
+    assert "root: module streamlib" in out
+    assert "EVENTS" in out and "._listeners" in out
+    # the suspect: the list under ['chunk'] was created by the test
+    assert re.search(r"\['chunk'\]\s+list\s+\(new\).*\n.*suspect", out), out
+    assert "Output" in out
+    svg = project.path / ".reftrace" / "test_stream.py_test_stream_leaks.svg"
+    assert f"retention graph: {svg.relative_to(project.path)}" in out
+    text = svg.read_text()
+    assert text.lstrip().startswith(("<?xml", "<svg"))
+    assert "EVENTS" in text and "Output" in text
+    # the passing test left no graph
+    assert [p.name for p in (project.path / ".reftrace").iterdir()] == [svg.name]
+
+
+def test_a_fixed_leak_passes_and_its_old_graph_goes(project: pytest.Pytester) -> None:
+    test = """
+        import streamlib
+
+        def test_stream(reftrace_watch):
+            reftrace_watch.track(streamlib.stream(close={close}))
+        """
+    project.makepyfile(test_stream=test.format(close=False))
+    run(project).assert_outcomes(failed=1)
+    graph = project.path / ".reftrace" / "test_stream.py_test_stream.svg"
+    assert graph.exists()
+    project.makepyfile(test_stream=test.format(close=True))
+    run(project).assert_outcomes(passed=1)
+    assert not graph.exists()
+
+
+def test_the_verdict_comes_after_fixture_teardown(project: pytest.Pytester) -> None:
+    """A fixture that lets go of an object at teardown, and monkeypatch
+    undoing a setattr, are not leaks; a session fixture that keeps it is."""
+    project.makepyfile(
+        test_teardown="""
+        import pytest
+        import streamlib
+
+        @pytest.fixture
+        def registry():
+            held = []
+            streamlib.SESSIONS.append(held)
+            yield held
+            streamlib.SESSIONS.remove(held)
+
+        @pytest.fixture(scope="session")
+        def forever():
+            return []
+
+        def test_released_by_fixture(reftrace_watch, registry):
+            registry.append(reftrace_watch.track(streamlib.Output()))
+
+        @pytest.mark.no_leaks
+        def test_monkeypatch_undone(monkeypatch):
+            monkeypatch.setattr(streamlib, "EVENTS", streamlib.Emitter())
+            streamlib.EVENTS.on("chunk", streamlib.Output().on_chunk)
+
+        def test_kept_by_session_fixture(reftrace_watch, forever):
+            forever.append(reftrace_watch.track(streamlib.Output()))
+
+        def test_last(forever):
+            # keeps the session fixture (and what it holds) alive past the test above
+            assert len(forever) == 1
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(
+        ["FAILED test_teardown.py::test_kept_by_session_fixture - reftrace: *"]
+    )
+    assert "Output leaked" in result.stdout.str()
+
+
+def test_no_leaks_fails_on_what_the_test_attached_to_the_old_heap(
+    project: pytest.Pytester,
+) -> None:
+    project.makepyfile(
+        test_marker="""
+        import pytest
+        import streamlib
+
+        @pytest.mark.no_leaks
+        def test_keeps_a_session():
+            streamlib.SESSIONS.append({"user": "u", "history": [1, 2, 3]})
+
+        @pytest.mark.no_leaks(allow=["dict"])
+        def test_allowed_by_name():
+            streamlib.SESSIONS.append({"user": "u"})
+
+        @pytest.mark.no_leaks(allow=[streamlib.Output])
+        def test_allowed_by_type():
+            streamlib.SESSIONS.append(streamlib.Output())
+
+        @pytest.mark.no_leaks(max_objects=2)
+        def test_allowed_by_count():
+            streamlib.SESSIONS.append({"history": []})
+
+        @pytest.mark.no_leaks(max_objects=1)
+        def test_over_the_count():
+            streamlib.SESSIONS.append({"history": []})
+
+        @pytest.mark.no_leaks
+        def test_clean():
+            session = {"user": "u"}
+            assert streamlib.stream().chunks
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=4, failed=2)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "reftrace: test_keeps_a_session left 2 new objects attached to the heap that "
+            "existed before it (after the test and its fixtures were torn down)",
+            "FAILED test_marker.py::test_keeps_a_session - reftrace: *",
+            "FAILED test_marker.py::test_over_the_count - reftrace: *",
+        ]
+    )
+    assert "root: module streamlib" in out
+    assert re.search(r"SESSIONS\s+list\s+\(old\)", out), out
+    assert "@pytest.mark.no_leaks(allow=['dict'])" in out
+
+
+def test_bad_marker_options_fail_that_test_with_the_reason(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_bad="""
+        import pytest
+
+        @pytest.mark.no_leaks(alow=["dict"])
+        def test_misspelt():
+            pass
+
+        @pytest.mark.no_leaks(max_objects=-1)
+        def test_negative():
+            pass
+
+        @pytest.mark.no_leaks("dict")
+        def test_positional():
+            pass
+
+        def test_unrelated():
+            pass
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "no_leaks got unknown option(s) alow; it takes allow=[type or name, ...], "
+            "max_objects=N and warmup=N",
+            "no_leaks(max_objects=...) takes an int >= 0, got -1",
+            "no_leaks takes keyword arguments only: allow=[...], max_objects=N, warmup=N",
+        ]
+    )
+
+
+def test_200_clean_tests_with_pytest_fixtures_raise_no_alarm(project: pytest.Pytester) -> None:
+    """tmp_path, caplog, monkeypatch and capsys keep things between phases of
+    pytest's own; none of it is the test's leak."""
+    project.makepyfile(
+        test_many="""
+        import json
+        import logging
+        import os
+        import re
+        import warnings
+
+        import pytest
+        import streamlib
+
+        log = logging.getLogger("app")
+
+        @pytest.mark.no_leaks
+        @pytest.mark.parametrize("n", range(200))
+        def test_clean(n, tmp_path, caplog, monkeypatch, capsys):
+            path = tmp_path / f"data-{n}.json"
+            path.write_text(json.dumps({"n": n, "items": list(range(n % 7))}))
+            caplog.set_level(logging.INFO)
+            log.info("wrote %s", path)
+            logging.getLogger(f"app.worker{n % 5}").warning("careful %d", n)
+            monkeypatch.setenv("APP_N", str(n))
+            monkeypatch.setattr(streamlib, "SESSIONS", [{"n": n}])
+            monkeypatch.chdir(tmp_path)
+            monkeypatch.syspath_prepend(str(tmp_path))
+            print("processed", n)
+            assert re.match(r"w(\\d)+", f"w{n}")
+            if n % 10 == 0:
+                warnings.warn(f"slow path {n}", UserWarning)
+            out = streamlib.stream()
+            assert json.loads(path.read_text())["n"] == n
+            assert os.environ["APP_N"] == str(n)
+            assert "wrote" in caplog.text
+            assert capsys.readouterr().out == f"processed {n}\\n"
+            assert len(out.chunks) == 120
+        """
+    )
+    # two workers when xdist is there: the same 200 tests, in half the time
+    parallel = ["-n", "2"] if importlib.util.find_spec("xdist") else []
+    result = run(project, "-q", "-W", "ignore::UserWarning", *parallel)
+    result.assert_outcomes(passed=200)
+
+
+def test_async_tests_with_pytest_asyncio_and_anyio(project: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_asyncio")
+    pytest.importorskip("anyio")
+    project.makepyfile(
+        test_async="""
+        import asyncio
+
+        import pytest
+        import streamlib
+
+        async def produce(close):
+            await asyncio.sleep(0)
+            return streamlib.stream(close=close)
+
+        @pytest.mark.asyncio
+        async def test_asyncio_leaks(reftrace_watch):
+            reftrace_watch.track(await produce(close=False))
+
+        @pytest.mark.asyncio
+        async def test_asyncio_clean(reftrace_watch):
+            out = reftrace_watch.track(await produce(close=True))
+            assert out.chunks
+
+        @pytest.mark.asyncio
+        @pytest.mark.no_leaks
+        async def test_asyncio_no_leaks():
+            task = asyncio.create_task(produce(close=True))
+            assert (await task).chunks
+
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
+
+        @pytest.mark.anyio
+        async def test_anyio_leaks(reftrace_watch):
+            reftrace_watch.track(await produce(close=False))
+
+        @pytest.mark.anyio
+        @pytest.mark.no_leaks
+        async def test_anyio_clean(reftrace_watch):
+            reftrace_watch.track(await produce(close=True))
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED test_async.py::test_asyncio_leaks - reftrace: *",
+            "FAILED test_async.py::test_anyio_leaks - reftrace: *",
+        ]
+    )
+    assert result.stdout.str().count("root: module streamlib") == 2
+
+
+def test_works_under_xdist(project: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    project.makepyfile(
+        test_parallel="""
+        import pytest
+        import streamlib
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_stream(reftrace_watch, n):
+            reftrace_watch.track(streamlib.stream(close=n != 3))
+
+        @pytest.mark.no_leaks
+        @pytest.mark.parametrize("n", range(6))
+        def test_clean(n, tmp_path):
+            (tmp_path / "x").write_text(str(n))
+        """
+    )
+    result = run(project, "-n", "2")
+    result.assert_outcomes(passed=11, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_parallel.py::test_stream[[]3[]] - reftrace: *"])
+    assert "root: module streamlib" in result.stdout.str()
+
+
+def test_soak_fixture(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_soak="""
+        import collections
+        import streamlib
+
+        RECENT = collections.deque(maxlen=5)
+
+        def test_leaking_lifecycle(reftrace_soak):
+            reftrace_soak(lambda: streamlib.stream(close=False), iterations=20)
+
+        def test_bounded_buffer(reftrace_soak):
+            def handle():
+                RECENT.append(streamlib.stream())
+            report = reftrace_soak(handle, iterations=20)
+            assert not report.leaking
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "reftrace: <lambda> leaks over 20 iterations",
+            "",
+            "leaking (* confidence): *",
+            "FAILED test_soak.py::test_leaking_lifecycle*",
+        ]
+    )
+    assert "streamlib.EVENTS._listeners['chunk']" in out
+    assert (project.path / ".reftrace" / "test_soak.py_test_leaking_lifecycle-soak.svg").exists()
+
+
+def test_unused_plugin_imports_nothing_and_changes_nothing(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_plain="""
+        import sys
+
+        def test_plain():
+            assert "reftrace" not in sys.modules
+        """
+    )
+    run(project).assert_outcomes(passed=1)
+
+
+def test_the_plugin_keeps_nothing_between_tests(project: pytest.Pytester) -> None:
+    """Live objects after test 30 and after test 150: the growth per test under
+    the fixture and the marker is pytest's own, the same as without them."""
+    project.makeconftest(
+        """
+        import gc
+
+        import pytest
+
+        COUNTS = {}
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_logfinish(nodeid):
+            n = len(COUNTS) + 1
+            gc.collect()
+            COUNTS[n] = len(gc.get_objects())
+
+        def pytest_sessionfinish(session):
+            growth = (COUNTS[150] - COUNTS[30]) / 120
+            print(f"\\nGROWTH {growth:.2f}")
+        """
+    )
+    body = """
+        import pytest
+        import streamlib
+
+        {marks}
+        @pytest.mark.parametrize("n", range(150))
+        def test_stream(n{args}):
+            out = streamlib.stream()
+            {track}
+        """
+    plain = body.format(marks="", args="", track="")
+    watched = body.format(
+        marks="@pytest.mark.no_leaks",
+        args=", reftrace_watch",
+        track="reftrace_watch.track(out)",
+    )
+    growth = {}
+    for name, source in (("plain", plain), ("watched", watched)):
+        project.makepyfile(test_many=source)
+        result = run(project, "-q", "-s")
+        result.assert_outcomes(passed=150)
+        growth[name] = float(re.search(r"GROWTH (-?[\d.]+)", result.stdout.str()).group(1))
+    assert growth["watched"] - growth["plain"] < 1.0, growth
