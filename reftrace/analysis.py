@@ -379,6 +379,18 @@ def _group_path(
         base = make_path(result, heap, heap.young_ids)
     else:
         return None, result.reason if isinstance(result, NotFound) else ""
+    if (
+        len(members) == 1
+        and base.steps
+        and base.steps[-1].code == ".__dict__"
+        and edge.kind == "key"
+        and edge.label.startswith("['")
+        and edge.label[2:-2].isidentifier()
+    ):
+        # An instance's own dict (3.10, or a materialised one): `.x`, as make_path writes it.
+        name = edge.label[2:-2]
+        edge = labels.Edge("attr", f".{name}", f".{name}")
+        base = Path(base.root, base.steps[:-1])
     detail = f"{len(members)} references" if len(members) > 1 else describe(first)
     step = Step(
         edge.label,
@@ -476,6 +488,10 @@ def _survivor_groups(
         key: _prefix(known[key]) for key in holder_ids if key in known
     }
     if unknown:
+        # The edge labels above read instances' __dict__, which makes the
+        # dict on 3.11+ (a new object, now the holder of their attributes):
+        # a list of the heap made before it would miss that holder.
+        heap.release_scan()
         paths.update(shortest_paths(heap, unknown, options.max_depth))
 
     out: list[SurvivorGroup] = []

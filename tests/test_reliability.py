@@ -508,3 +508,43 @@ def test_bad_track_arguments_leave_the_block_working():
         HOLDER["ok"] = w.track(Payload())
     assert only_leak(w.report).path.expression == "HOLDER['ok']"
     assert _state() == before
+
+
+class _Item:
+    pass
+
+
+class _Emitter:
+    def __init__(self) -> None:
+        self.listeners: dict[str, list[_Item]] = {"chunk": []}
+
+
+class _Agent:
+    def __init__(self) -> None:
+        self.events = _Emitter()
+        self.last: _Item | None = None
+
+
+AGENTS = [_Agent() for _ in range(13)]
+
+
+def test_survivor_paths_see_dicts_made_while_labelling() -> None:
+    """Labelling `agent.last` reads the agent's __dict__, which makes that dict
+    (3.11+): from then on it, not the agent, holds `agent.events`. A list of
+    the heap made before it must not be reused to find the holder of the
+    listener lists, or they look held by nothing (garbage)."""
+    with reftrace.watch() as w:
+        for agent in AGENTS:
+            agent.events.listeners["chunk"].append(_Item())
+            agent.last = _Item()
+    report = w.report
+    try:
+        assert not report.notes, report.notes
+        attachments = {group.attachment for group in report.survivors}
+        for i in range(len(AGENTS)):
+            assert f"AGENTS[{i}].events.listeners['chunk'][0]" in attachments
+            assert f"AGENTS[{i}].last" in attachments
+    finally:
+        for agent in AGENTS:
+            agent.events.listeners["chunk"].clear()
+            agent.last = None
