@@ -13,17 +13,20 @@ of it runs exactly as without it. Three ways to use it:
   objects it created stay attached to the heap that existed before it,
   outside pytest's own machinery (fixtures, capture, logging, plugins) and
   the standard library's caches. The test runs once unwatched first
-  (``warmup=1``), so what a first run sets up once is not taken for a leak.
+  (``warmup=1``), so what a first run sets up once is not taken for a leak,
+  and an object that replaced another in an attribute, a global or a cell
+  (the last error, the current session) is not growth: only what a
+  container gained counts.
   ``allow=[type or name, ...]`` accepts objects of those types;
   ``max_objects=N`` accepts up to N new objects.
 - the ``reftrace_soak`` fixture: ``reftrace_soak(fn, iterations=30)`` runs a
   lifecycle many times (:func:`reftrace.soak`) and fails the test when it is
   leaking; it returns the :class:`reftrace.SoakReport` otherwise.
 
-The verdict comes after teardown, so a fixture that releases an object when
-it is torn down (``monkeypatch`` undoing a ``setattr``, a client closed at
-teardown) is never taken for a leak; it is reported as the test's own
-failure, not as an error of some fixture.
+The verdict comes after teardown, so an object a fixture lets go when it is
+torn down (``monkeypatch`` undoing a ``setattr``, a client closed at
+teardown) is not taken for a leak. A leak is reported as the failure of the
+test itself, not as an error in some fixture's teardown.
 """
 
 from __future__ import annotations
@@ -56,17 +59,21 @@ _MACHINERY = (
     "py",
     "_py",
     "iniconfig",
-    "reftrace",
     "_reftrace_pytestplugin",
+    "__main__",  # `python -m pytest`, or the pytest script
 )
 
 #: Types of the standard library that hold what they are given on purpose.
 _CACHE_TYPES = {("functools", "_lru_cache_wrapper"), ("_abc", "_abc_data")}
 
+#: References that hold one object at a time: a new object there replaced the
+#: one before it (a last error, a current session), so it cannot accumulate.
+_SINGLE_SLOTS = {"attr", "global", "slot", "cell"}
+
 #: Module globals that Python itself fills the first time something happens.
 _BY_DESIGN_GLOBALS = {"__warningregistry__"}
 
-_STDLIB = frozenset(sys.stdlib_module_names) | {"builtins", "__main__"}
+_STDLIB = frozenset(sys.stdlib_module_names) | {"builtins"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -216,10 +223,12 @@ def _run_watched(
     import reftrace
 
     for _ in range(settings.warmup):
-        # Torn down as before the next test: wider fixtures it shares stay.
-        watch = reftrace.watch(survivors=False)
-        reports = _run_inside(item, nextitem, watch)
-        watch._abandon()
+        if "reftrace_watch" in getattr(item, "fixturenames", ()):
+            warm = reftrace.watch(survivors=False)  # for the fixture; never analysed
+            reports = _run_inside(item, _Beside(item), warm)  # type: ignore[arg-type]
+            warm._abandon()
+        else:
+            reports = runtestprotocol(item, log=False, nextitem=_Beside(item))  # type: ignore[arg-type]
         if any(r.outcome != "passed" for r in reports):
             return reports  # a failing or skipped first run is the result
         item._report_sections.clear()  # output of the warm-up run is not shown
@@ -239,6 +248,20 @@ def _run_watched(
         with contextlib.suppress(OSError):
             os.remove(stale)
     return reports
+
+
+class _Beside:
+    """The ``nextitem`` of a warm-up run: a test beside this one, in the same
+    parents. Its teardown ends the function's fixtures and keeps every wider
+    one, so that the watched run finds them old (as the test's real
+    ``nextitem`` may not: the last test of a module would set its module
+    fixtures up anew, and what they hold would all look new)."""
+
+    def __init__(self, item: pytest.Item) -> None:
+        self._chain = item.listchain()[:-1]
+
+    def listchain(self) -> list[Any]:
+        return self._chain
 
 
 def _run_inside(
@@ -300,7 +323,10 @@ def _verdict(
         collected=report.collected,
         finding_sizes=report.finding_sizes,
     )
-    lines = [_headline(item, report, survivors), "", str(shown)]
+    text = str(shown)
+    if not shown.leaks:  # its first line would say "no leaks"
+        text = text.partition("\n\n")[2]
+    lines = [_headline(item, report, survivors), "", text]
     lines += _drawn(shown.render, _directory(item.config), item.nodeid, "")
     if survivors:
         names = sorted({_attached_type(group) for group in survivors})
@@ -352,6 +378,14 @@ def _top(module: str) -> str:
     return module.partition(".")[0]
 
 
+def _is_machinery(module: str, packages: frozenset[str]) -> bool:
+    """pytest's, a plugin's, or reftrace's own (its demo agent is a program like
+    any other)."""
+    from reftrace.objects import is_own_module
+
+    return _top(module) in packages or is_own_module(module)
+
+
 def _kept_by_design(
     group: SurvivorGroup, machinery: tuple[frozenset[str], tuple[str, ...]]
 ) -> str | None:
@@ -364,14 +398,17 @@ def _kept_by_design(
         # its text in lists the gc does not see): nothing a test could act on.
         return "hidden"
     root = path.root
-    if root.kind == "module" and _top(root.name) in packages:
+    if root.kind == "module" and _is_machinery(root.name, packages):
         return "pytest"
     if root.kind == "frame" and os.path.abspath(root.filename).startswith(directories):
         return "pytest"
-    if any(_top(step.module) in packages for step in path.steps):
+    if any(_is_machinery(step.module, packages) for step in path.steps):
         return "pytest"
     if path.steps and path.steps[0].kind == "global" and path.steps[0].code in _BY_DESIGN_GLOBALS:
         return "warnings registry"
+    suspect = path.suspect
+    if suspect is not None and suspect.kind in _SINGLE_SLOTS:
+        return "replaced"
     old = [step for step in path.steps if step.status != "new"]
     if any((step.module, step.type_name) in _CACHE_TYPES for step in old):
         return "cache"

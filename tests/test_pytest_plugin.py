@@ -453,3 +453,66 @@ def test_the_plugin_keeps_nothing_between_tests(project: pytest.Pytester) -> Non
         result.assert_outcomes(passed=150)
         growth[name] = float(re.search(r"GROWTH (-?[\d.]+)", result.stdout.str()).group(1))
     assert growth["watched"] - growth["plain"] < 1.0, growth
+
+
+def test_the_seed_incident_in_one_marker(pytester: pytest.Pytester) -> None:
+    """Each accumulating bug of the demo agent fails the same one-line test; the
+    fixed agent, which buffers 100+ chunks per output by design, passes it.
+    LAST_ERROR keeps one failed output at a time (the last one): bounded, so
+    no_leaks lets it pass, and the fixture, for which that output must be
+    collectable, fails it. PROCESSOR_STATES and CUSTOM_STATE keep parts of
+    each output, not the output: the fixture tracking the output passes."""
+    pytester.makepyfile(
+        test_seed="""
+        import pytest
+        from reftrace.demo import agent as demo
+        from reftrace.demo.agent import Bug
+
+        # NONE last: the session's end tears the last agent down with it
+        BUGS = [Bug.LISTENER, Bug.FAILED_RUN, Bug.PROCESSOR_STATES, Bug.CUSTOM_STATE,
+                Bug.LAST_ERROR, Bug.NONE]
+
+        @pytest.fixture(scope="module", params=BUGS, ids=lambda bug: bug.name)
+        def agent(request):
+            yield demo.install(request.param)
+            demo.reset()
+
+        def lifecycle(agent):
+            for chunk in agent.stream("hi"):
+                pass
+            for chunk in agent.stream("boom", fail_at=50):
+                pass
+            workflow = agent.workflows.get("wf") or agent.create_workflow("wf")
+            for chunk in workflow.create_run().stream("go", fail_at_step=1):
+                pass
+
+        @pytest.mark.no_leaks
+        def test_no_leaks(agent):
+            lifecycle(agent)
+
+        def test_failed_output_is_collectable(agent, reftrace_watch):
+            out = reftrace_watch.track(agent.stream("boom", fail_at=50))
+            for chunk in out:
+                pass
+        """
+    )
+    result = run(pytester, "-v")
+    outcomes = dict(re.findall(r"::(test_\w+\[\w+\]) (PASSED|FAILED)", result.stdout.str()))
+    assert outcomes == {
+        "test_no_leaks[NONE]": "PASSED",
+        "test_no_leaks[LISTENER]": "FAILED",
+        "test_no_leaks[FAILED_RUN]": "FAILED",
+        "test_no_leaks[PROCESSOR_STATES]": "FAILED",
+        "test_no_leaks[CUSTOM_STATE]": "FAILED",
+        "test_no_leaks[LAST_ERROR]": "PASSED",
+        "test_failed_output_is_collectable[NONE]": "PASSED",
+        "test_failed_output_is_collectable[LISTENER]": "FAILED",
+        "test_failed_output_is_collectable[FAILED_RUN]": "PASSED",
+        "test_failed_output_is_collectable[PROCESSOR_STATES]": "PASSED",
+        "test_failed_output_is_collectable[CUSTOM_STATE]": "PASSED",
+        "test_failed_output_is_collectable[LAST_ERROR]": "FAILED",
+    }, result.stdout.str()
+    out = result.stdout.str()
+    assert "AGENT.events._listeners['chunk']" in out or "._listeners" in out
+    assert "._runs" in out and "CUSTOM_STATES" in out and ".processor_states" in out
+    assert ".last_error" in out
