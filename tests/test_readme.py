@@ -79,3 +79,33 @@ def test_soak_example_finds_the_growing_listener_list(tmp_path):
     assert "  reftrace.demo.agent.AGENT.events._listeners['chunk']\n" in printed
     for row in ("1,000", "10,000", "100,000"):
         assert any(line.strip().startswith(row) for line in printed.splitlines())
+
+
+def test_pytest_example_fails_as_shown_and_passes_once_fixed(tmp_path):
+    code = next(body for body in PYTHON_BLOCKS if "reftrace_soak" in body)
+    shown = BLOCKS[[body for _, body in BLOCKS].index(code) + 1][1]
+
+    def run_pytest(source):
+        (tmp_path / "test_agent.py").write_text(source, encoding="utf-8")
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_agent.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = run_pytest(code)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "3 failed" in result.stdout
+    title = shown.splitlines()[0]
+    first = result.stdout.split(title)[1].split("\n___")[0]
+
+    def normal(text):
+        text = re.sub(r"allocated at \S*agent\.py:\d+", "allocated at agent.py:N", text)
+        return SIZE.sub("<size>", text) if sys.version_info[:2] != (3, 11) else text
+
+    assert normal(first.strip()) == normal(shown.split(title)[1].strip())
+    fixed = run_pytest(code.replace("demo.Bug.LISTENER", "demo.Bug.NONE"))
+    assert fixed.returncode == 0, fixed.stdout
+    assert "3 passed" in fixed.stdout
