@@ -18,13 +18,24 @@ from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 from reftrace import labels
 from reftrace.capture import BlockState
 from reftrace.heap import HeapView, RootEdge
 from reftrace.objects import describe, referents, safe_sizeof, type_module, type_name
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
-from reftrace.report import Leak, Path, Report, Root, Step, SurvivorGroup, weak_handle
+from reftrace.report import (
+    Leak,
+    Path,
+    Proof,
+    Report,
+    Root,
+    Step,
+    SurvivorGroup,
+    _Reader,
+    weak_handle,
+)
 
 #: Kinds of edge whose exact label varies between siblings (``[3]``, ``['run-7']``).
 _ITEM_KINDS = ("index", "key", "item", "dictkey")
@@ -38,6 +49,7 @@ class Options:
     max_depth: int | None = DEFAULT_MAX_DEPTH
     survivors: bool = True
     max_survivor_groups: int = 50
+    prove: bool = False
 
 
 def build_report(
@@ -62,6 +74,7 @@ def build_report(
 
     leaks = []
     leaked_objects: dict[str, list[object]] = {}
+    first_leak: dict[str, tuple[Leak, int]] = {}
     collected = tracked - len(targets)
     handles = 0
     for obj, key in zip(targets, target_ids):
@@ -75,10 +88,16 @@ def build_report(
         leak = _leak(obj, result, heap, state)
         leaks.append(leak)
         leaked_objects.setdefault(leak.signature, []).append(obj)
+        first_leak.setdefault(leak.signature, (leak, key))
+    obj = None  # the loop's last target must not stay named here
     finding_sizes = {
         signature: retained_by_all(objects, state.young_ids, heap)
         for signature, objects in leaked_objects.items()
     }
+    t_prove = time.perf_counter()
+    proofs: dict[str, Proof] = {}
+    if options.prove and first_leak:
+        proofs = _prove_findings(first_leak, results, leaked_objects, targets, heap, state, options)
     del leaked_objects
     t2 = time.perf_counter()
 
@@ -102,7 +121,9 @@ def build_report(
             "(garbage the next gc run frees); they are not listed as survivors"
         )
     timings = dict(state.timings)
-    timings.update(leak_paths=t1 - t0, leaks=t2 - t1, survivors=t3 - t2)
+    timings.update(leak_paths=t1 - t0, leaks=t_prove - t1, survivors=t3 - t2)
+    if options.prove:
+        timings["proofs"] = t2 - t_prove
     heap.nodes.clear()
     return Report(
         leaks=leaks,
@@ -115,7 +136,117 @@ def build_report(
         timings=timings,
         finding_sizes=finding_sizes,
         handles=handles,
+        proofs=proofs,
     )
+
+
+# -- proof by cutting ------------------------------------------------------------
+
+
+def _prove_findings(
+    first_leak: dict[str, tuple[Leak, int]],
+    results: dict[int, Found | NotFound],
+    leaked_objects: dict[str, list[object]],
+    targets: list[object],
+    heap: HeapView,
+    state: BlockState,
+    options: Options,
+) -> dict[str, Proof]:
+    """Each finding's suspect reference, cut in a forked copy (reftrace.proof).
+
+    Nothing here may name a leaked object in a variable: in the child, every
+    reference reftrace holds is let go (``release``) before the collection
+    that decides whether the leak dies.
+    """
+    from reftrace.proof import prove
+
+    def release() -> None:  # runs in the child only
+        for objects in leaked_objects.values():
+            objects.clear()
+        leaked_objects.clear()
+        targets.clear()
+        state.young.clear()
+        heap.nodes.clear()
+        heap.local_values.clear()
+        heap.untracked_holders.clear()
+        heap.release_scan()
+        heap._future_holders = None
+
+    def remaining_path(objects: list[object]) -> dict[str, Any] | None:
+        heap.referrer_cache.clear()
+        ids = [id(obj) for obj in objects]
+        for obj in objects:
+            heap.nodes[id(obj)] = obj
+        obj = None
+        found = shortest_paths(heap, ids, options.max_depth)
+        for key in ids:
+            result = found[key]
+            if isinstance(result, Found):
+                return make_path(result, heap, heap.young_ids).to_dict(mask=False)
+        return None
+
+    proofs: dict[str, Proof] = {}
+    for signature, (leak, key) in first_leak.items():
+        result = results[key]
+        expression = _cut_expression(leak.path)
+        if not isinstance(result, Found) or leak.path is None:
+            proofs[signature] = Proof("unavailable", "", reason="no path to a root: nothing to cut")
+            continue
+        box: list[Any] = [_cut_of(result, heap), leaked_objects[signature]]
+        if isinstance(box[0], str):
+            proofs[signature] = Proof("unavailable", expression, reason=box[0])
+            continue
+        outcome = prove(box, heap.young_ids, release, remaining_path)
+        remaining = None
+        if outcome.remaining is not None:
+            remaining = _Reader("<proof>").path({"path": outcome.remaining}, "remaining")
+        proofs[signature] = Proof(
+            outcome.status,
+            expression,
+            reason=outcome.reason,
+            freed_objects=outcome.freed_objects,
+            freed_bytes=outcome.freed_bytes,
+            freed_leaks=outcome.freed_leaks,
+            leaks=outcome.leaks,
+            freed_types=outcome.freed_types,
+            remaining=remaining,
+            seconds=outcome.seconds,
+        )
+    return proofs
+
+
+def _cut_expression(path: Path | None) -> str:
+    """The path up to and including its suspect step, as code."""
+    if path is None:
+        return ""
+    for i, step in enumerate(path.steps):
+        if step.is_suspect:
+            return "".join(s.code for s in path.steps[: i + 1])
+    return path.expression
+
+
+def _cut_of(found: Found, heap: HeapView) -> Any:
+    """The suspect reference of ``found`` as live objects (a ``Cut``), or why
+    there is none to cut."""
+    from reftrace.proof import Cut
+
+    chain = [heap.nodes[key] for key in found.chain]
+    suspect = _suspect_index([_status(obj, heap.young_ids) for obj in chain])
+    if suspect < 0:
+        return "every object on the path existed before the block: no new reference to cut"
+    if suspect > 0:
+        holder = chain[suspect - 1]
+        edge = labels.edge(holder, chain[suspect])
+    elif found.root.kind == "module":
+        holder = next(ns for ns in heap.module_namespaces if id(ns) == found.root.holder_id)
+        edge = labels.global_edge(holder, chain[0])
+    elif found.root.kind == "frame":
+        return "the reference is a local variable of a running function"
+    elif found.root.kind == "exception":
+        return "the reference is the exception propagating out of the block"
+    else:
+        return "the reference is one the gc cannot see (C code): nothing to cut from Python"
+    return Cut(holder, chain[suspect], edge.label)
 
 
 # -- paths as data ------------------------------------------------------------

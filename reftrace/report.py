@@ -224,6 +224,45 @@ class Leak:
 
 
 @dataclass
+class Proof:
+    """The suspect reference of a finding, tested by cutting it in a forked copy.
+
+    ``status`` is ``"confirmed"`` (the leaked objects died once ``cut`` was
+    removed), ``"not sufficient"`` (some lived on: ``remaining`` is the path
+    that still holds one) or ``"unavailable"`` (the proof could not run here;
+    ``reason`` says why, and the suspect is the heuristic one). ``freed_*``
+    count what died with them: objects, bytes (their own sizes), and the
+    leaked objects by type.
+    """
+
+    status: str
+    cut: str
+    reason: str = ""
+    freed_objects: int = 0
+    freed_bytes: int = 0
+    freed_leaks: int = 0
+    leaks: int = 0
+    freed_types: list[tuple[str, int]] = field(default_factory=list)
+    remaining: Path | None = None
+    seconds: float = 0.0
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
+        return {
+            "status": _j(self.status, m),
+            "cut": _j(self.cut, m),
+            "reason": _j(self.reason, m),
+            "freed_objects": self.freed_objects,
+            "freed_bytes": self.freed_bytes,
+            "freed_leaks": self.freed_leaks,
+            "leaks": self.leaks,
+            "freed_types": [[_j(name, m), n] for name, n in self.freed_types],
+            "remaining": self.remaining.to_dict(mask=m) if self.remaining else None,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
 class LeakGroup:
     """Leaks that share a signature (the same suspect reference): one finding."""
 
@@ -231,6 +270,8 @@ class LeakGroup:
     leaks: list[Leak]
     #: bytes the group keeps, shared objects counted once (0: not measured)
     retained: int = 0
+    #: the suspect reference tested by cutting it (``watch(prove=True)``)
+    proof: Proof | None = None
 
     @property
     def count(self) -> int:
@@ -270,6 +311,7 @@ class LeakGroup:
             "count": self.count,
             "size": self.size,
             "types": [[_j(name, m), n] for name, n in self.types],
+            "proof": self.proof.to_dict(mask=m) if self.proof else None,
         }
 
 
@@ -354,6 +396,8 @@ class Report:
     finding_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: tracked objects held only by the watching function's own locals
     handles: int = 0
+    #: the proof of each finding's suspect reference, by signature
+    proofs: dict[str, Proof] = field(default_factory=dict)
 
     @property
     def leak_groups(self) -> list[LeakGroup]:
@@ -365,6 +409,7 @@ class Report:
         for signature, group in groups.items():
             if signature in self.finding_sizes:
                 group.retained = self.finding_sizes[signature][0]
+            group.proof = self.proofs.get(signature)
         return sorted(groups.values(), key=lambda g: (-g.size, -g.count))
 
     @property
@@ -427,6 +472,10 @@ class Report:
                     _j(signature, m): [size, objects]
                     for signature, (size, objects) in self.finding_sizes.items()
                 },
+            ),
+            (
+                "proofs",
+                {_j(signature, m): p.to_dict(mask=m) for signature, p in self.proofs.items()},
             ),
         ]
 
@@ -654,6 +703,27 @@ class _Reader:
             module=self.str_(data, "module", where) if "module" in data else "",
         )
 
+    def proof(self, value: object, where: str) -> Proof:
+        data = self.obj(value, where)
+        types = self.list_(data, "freed_types", where)
+        seconds = self.get(data, "seconds", where)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            self.fail(_at(where, "seconds"), f"expected a number, got {_type_of(seconds)}")
+        return Proof(
+            status=self.str_(data, "status", where),
+            cut=self.str_(data, "cut", where),
+            reason=self.str_(data, "reason", where),
+            freed_objects=self.int_(data, "freed_objects", where),
+            freed_bytes=self.int_(data, "freed_bytes", where),
+            freed_leaks=self.int_(data, "freed_leaks", where),
+            leaks=self.int_(data, "leaks", where),
+            freed_types=[
+                self.pair(t, f"{_at(where, 'freed_types')}[{i}]") for i, t in enumerate(types)
+            ],
+            remaining=self.path({"path": data.get("remaining")}, _at(where, "remaining")),
+            seconds=float(seconds),
+        )
+
     def path(self, data: dict[str, Any], where: str) -> Path | None:
         value = self.get(data, "path", where)
         if value is None:
@@ -736,6 +806,11 @@ class _Reader:
             if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
                 self.fail(where, "expected two ints")
             finding_sizes[signature] = (sizes[0], sizes[1])
+        proofs: dict[str, Proof] = {}
+        # absent from reports saved before proofs existed
+        saved = self.dict_(data, "proofs", "") if "proofs" in data else {}
+        for signature, value in saved.items():
+            proofs[signature] = self.proof(value, f"proofs[{signature!r:.80}]")
         leaks = self.list_(data, "leaks", "")
         survivors = self.list_(data, "survivors", "")
         allocations = self.list_(data, "allocations", "")
@@ -751,6 +826,7 @@ class _Reader:
             notes=list(notes),
             timings=timings,
             finding_sizes=finding_sizes,
+            proofs=proofs,
             handles=self.int_(data, "handles", ""),
         )
 

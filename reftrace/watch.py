@@ -45,6 +45,7 @@ class Watch:
         frames: int = 1,
         max_depth: int | None = DEFAULT_MAX_DEPTH,
         survivors: bool = True,
+        prove: bool = False,
     ) -> None:
         if max_depth is not None:
             if not isinstance(max_depth, int) or isinstance(max_depth, bool):
@@ -53,8 +54,10 @@ class Watch:
                 raise ValueError(f"max_depth must be positive, got {max_depth}")
         if not isinstance(survivors, bool):
             raise TypeError(f"survivors must be a bool, got {type(survivors).__name__}")
+        if not isinstance(prove, bool):
+            raise TypeError(f"prove must be a bool, got {type(prove).__name__}")
         self._capture = Capture(frames=frames)
-        self._options = Options(max_depth=max_depth, survivors=survivors)
+        self._options = Options(max_depth=max_depth, survivors=survivors, prove=prove)
         self._weak: list[weakref.ref[Any]] = []
         self._held: list[Any] = []
         self._held_since_sweep = 0
@@ -302,6 +305,7 @@ def watch(
     frames: int = 1,
     max_depth: int | None = DEFAULT_MAX_DEPTH,
     survivors: bool = True,
+    prove: bool = False,
 ) -> Watch:
     """Watch a block: ``with reftrace.watch() as w:`` (or ``async with``).
 
@@ -309,6 +313,8 @@ def watch(
     cheapest; more gives ``Allocation.traceback``). ``max_depth`` bounds the
     length of a root path (default: no bound; chains of any length are
     followed). ``survivors=False`` skips grouping the block's new objects
-    when only tracked leaks matter.
+    when only tracked leaks matter. ``prove=True`` tests each finding's
+    suspect reference by cutting it in a forked copy of the process
+    (``report.leak_groups[i].proof``; see :mod:`reftrace.proof`).
     """
-    return Watch(frames=frames, max_depth=max_depth, survivors=survivors)
+    return Watch(frames=frames, max_depth=max_depth, survivors=survivors, prove=prove)

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 from reftrace.redact import clean
 
 if TYPE_CHECKING:
-    from reftrace.report import Leak, LeakGroup, Path, Report, Root, Step, SurvivorGroup
+    from reftrace.report import (
+        Leak,
+        LeakGroup,
+        Path,
+        Proof,
+        Report,
+        Root,
+        Step,
+        SurvivorGroup,
+    )
 
 _LABEL_WIDTH = 30
 _TYPE_WIDTH = 16
@@ -163,7 +172,36 @@ def render_group(group: LeakGroup) -> str:
             f"{first}\n  with {more} more tracked objects through the same reference: "
             f"{type_list(others)}\n{rest}"
         )
+    if group.proof is not None:
+        text += "\n" + "\n".join(render_proof(group.proof))
     return text
+
+
+def render_proof(proof: Proof) -> list[str]:
+    """The proof of a finding's suspect reference, as lines under its trace."""
+    cut = _clip(proof.cut, 120)
+    if proof.status == "confirmed":
+        leaked = type_list(proof.freed_types) if proof.freed_types else "the leak"
+        lines = [
+            f"proof: confirmed, cutting {cut} frees {leaked}: "
+            f"{proof.freed_objects:,} objects, {human_size(proof.freed_bytes)}"
+        ]
+        if proof.reason:
+            lines.append(f"  ({_clip(proof.reason, REASON_LIMIT)})")
+        return lines
+    if proof.status == "not sufficient":
+        lines = [
+            f"proof: not sufficient, after cutting {cut} "
+            f"{proof.leaks - proof.freed_leaks} of {proof.leaks} leaked objects live on; "
+            "another path still holds them:"
+        ]
+        if proof.remaining is not None:
+            lines += ["  " + line for line in render_path(proof.remaining)]
+        return lines
+    return [
+        f"proof: unavailable ({_clip(proof.reason, REASON_LIMIT)}); "
+        "the suspect is the heuristic one"
+    ]
 
 
 def render_survivor_group(group: SurvivorGroup) -> str:

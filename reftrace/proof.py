@@ -1,0 +1,260 @@
+"""Proof by cutting: does removing the suspect reference free the leak?
+
+For one leak signature, a forked child process (a copy-on-write copy of this
+one; the parent is never touched) removes the suspect reference (deletes the
+dict key, the list item, the attribute, empties the cell), lets go of
+everything reftrace itself holds, collects, and looks at what died:
+
+- ``confirmed``: every leaked object of the signature died; the child counts
+  the objects that died with them and their sizes;
+- ``not sufficient``: some are still alive; the child finds the path from a
+  root that still holds one;
+- ``unavailable``: the proof could not run here (no ``os.fork``, other
+  threads running that could hold a lock the copy inherits, a reference that
+  cannot be removed, a child that did not answer in time); the suspect stays
+  the heuristic one, and the reason says why.
+
+Sizes are the objects' own sizes (``sys.getsizeof``, with the strings and
+other untracked objects only they held), measured before the cut for the
+objects that the collection in the child then freed.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import json
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reftrace.objects import referents, safe_sizeof, type_name
+
+#: Seconds a child may take before it is killed and the proof is unavailable.
+DEFAULT_TIMEOUT = 60.0
+
+
+@dataclass
+class Cut:
+    """The suspect reference of one signature, as live objects of the parent."""
+
+    holder: object
+    child: object
+    label: str
+
+
+@dataclass
+class ProofResult:
+    """What the child found, as plain data (it crosses a pipe as JSON)."""
+
+    status: str  # "confirmed" | "not sufficient" | "unavailable"
+    reason: str = ""
+    freed_objects: int = 0
+    freed_bytes: int = 0
+    freed_leaks: int = 0
+    leaks: int = 0
+    freed_types: list[tuple[str, int]] = field(default_factory=list)
+    remaining: dict[str, Any] | None = None  # a Path as to_dict() data
+    seconds: float = 0.0
+
+
+def unavailable_reason() -> str:
+    """Why a fork cannot be used here, or "" when it can."""
+    if not hasattr(os, "fork"):
+        return "os.fork is not available on this platform"
+    current = threading.current_thread()
+    others = [t.name for t in threading.enumerate() if t is not current and t.is_alive()]
+    if others:
+        listed = ", ".join(others[:3]) + (", …" if len(others) > 3 else "")
+        return (
+            f"{len(others)} other thread{'s are' if len(others) != 1 else ' is'} running "
+            f"({listed}): a forked copy could inherit a lock one of them holds"
+        )
+    return ""
+
+
+def cut_reference(cut: Cut) -> str:
+    """Remove the reference ``cut.holder`` -> ``cut.child``; "" when done, else why not."""
+    holder, child = cut.holder, cut.child
+    if type(holder) is types.CellType:
+        del holder.cell_contents
+        return ""
+    if isinstance(holder, dict):
+        for key, value in list(holder.items()):
+            if value is child:
+                del holder[key]
+                return ""
+        if child in holder:
+            del holder[child]
+            return ""
+        return "the reference is no longer in the dict"
+    if isinstance(holder, (list, collections.deque)):
+        for index, value in enumerate(holder):
+            if value is child:
+                del holder[index]
+                return ""
+        return "the reference is no longer in the list"
+    if isinstance(holder, set):
+        holder.discard(child)
+        return ""
+    if isinstance(holder, (tuple, frozenset)):
+        return f"a {type(holder).__name__} cannot be changed"
+    if cut.label.startswith(".") and cut.label[1:].isidentifier():
+        try:
+            object.__delattr__(holder, cut.label[1:])
+        except (AttributeError, TypeError) as error:
+            return f"the attribute could not be removed: {error}"
+        return ""
+    return f"a reference of kind {cut.label!r} from a {type_name(holder)} cannot be removed"
+
+
+def prove(
+    box: list[Any],
+    young_ids: set[int] | frozenset[int],
+    release: Callable[[], None],
+    remaining_path: Callable[[list[object]], dict[str, Any] | None],
+    timeout: float = DEFAULT_TIMEOUT,
+) -> ProofResult:
+    """Test a cut in a forked child.
+
+    ``box`` holds the ``Cut`` and the list of the finding's leaked objects; it
+    is emptied, so that no frame of the child names them once the reference is
+    cut. ``release`` drops every reference the analysis holds (called in the
+    child only); ``remaining_path`` finds a root path to one of the given
+    objects, as data, or None.
+    """
+    reason = unavailable_reason()
+    if reason:
+        box.clear()
+        return ProofResult("unavailable", reason)
+    t0 = time.perf_counter()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        try:
+            result = _in_child(box, young_ids, release, remaining_path)
+            payload = json.dumps(result.__dict__)
+        except BaseException as error:  # reported to the parent
+            reason = f"the proof failed: {error!r}"
+            payload = json.dumps({"status": "unavailable", "reason": reason})
+        try:
+            data = payload.encode()
+            while data:
+                data = data[os.write(write_end, data) :]
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    box.clear()
+    chunks = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, signal.SIGKILL)
+                return ProofResult("unavailable", f"the proof did not finish in {timeout:g} s")
+            ready, _, _ = select.select([read_end], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(read_end, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    try:
+        data = json.loads(b"".join(chunks) or b"{}")
+        result = ProofResult(**data)
+    except (ValueError, TypeError):
+        return ProofResult("unavailable", "the proof process ended without an answer")
+    result.freed_types = [(str(name), int(n)) for name, n in result.freed_types]
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _in_child(
+    box: list[Any],
+    young_ids: set[int] | frozenset[int],
+    release: Callable[[], None],
+    remaining_path: Callable[[list[object]], dict[str, Any] | None],
+) -> ProofResult:
+    cut: Cut | None = box[0]
+    sizes, leak_ids = _candidates(list(box[1]), young_ids)
+    box.clear()
+    assert cut is not None
+    problem = cut_reference(cut)
+    cut = None
+    if problem:
+        return ProofResult("unavailable", f"the suspect reference cannot be cut: {problem}")
+    release()
+    gc.collect()
+    gc.collect()
+    alive = set(map(id, gc.get_objects()))
+    freed = [key for key in sizes if key not in alive]
+    survivors = [key for key in leak_ids if key in alive]
+    types_freed = collections.Counter(sizes[key][2] for key in leak_ids if key not in alive)
+    result = ProofResult(
+        "confirmed",
+        freed_objects=sum(sizes[key][1] for key in freed),
+        freed_bytes=sum(sizes[key][0] for key in freed),
+        freed_leaks=len(leak_ids) - len(survivors),
+        leaks=len(leak_ids),
+        freed_types=types_freed.most_common(5),
+    )
+    if survivors:
+        wanted = set(survivors)
+        path = remaining_path([obj for obj in gc.get_objects() if id(obj) in wanted])
+        if path is not None:
+            result.status = "not sufficient"
+            result.remaining = path
+        else:
+            result.reason = (
+                f"{len(survivors)} still named only by local variables of the watching "
+                "function (they go when it returns)"
+            )
+    return result
+
+
+def _candidates(
+    targets: list[object], young_ids: set[int] | frozenset[int]
+) -> tuple[dict[int, tuple[int, int, str]], list[int]]:
+    """What could die with the leak: the leaked objects and the new objects
+    they reach, by id: bytes, objects and type name, measured now. The strings
+    and other untracked objects that only these hold (a buffer's chunks, even
+    when two lists of the leak share them) count with the first that holds them."""
+    sizes: dict[int, list[Any]] = {
+        id(obj): [safe_sizeof(obj), 1, type_name(obj)] for obj in targets
+    }
+    untracked: dict[int, list[Any]] = {}  # id: [object, references from candidates, holder id]
+    queue = collections.deque(targets)
+    while queue:
+        current = queue.popleft()
+        for child in referents(current):
+            key = id(child)
+            if not gc.is_tracked(child):
+                entry = untracked.get(key)
+                if entry is None:
+                    untracked[key] = [child, 1, id(current)]
+                else:
+                    entry[1] += 1
+            elif key in young_ids and key not in sizes:
+                sizes[key] = [safe_sizeof(child), 1, type_name(child)]
+                queue.append(child)
+    current = child = None
+    for entry in untracked.values():
+        # references: the entry list and getrefcount's argument
+        if sys.getrefcount(entry[0]) - 2 == entry[1]:
+            holder = sizes[entry[2]]
+            holder[0] += safe_sizeof(entry[0])
+            holder[1] += 1
+    untracked.clear()
+    return {key: (v[0], v[1], v[2]) for key, v in sizes.items()}, [id(obj) for obj in targets]
