@@ -403,11 +403,15 @@ def retained(obj: object, young_ids: set[int], heap: HeapView) -> tuple[int, int
 
 
 def retained_by_all(objs: list[object], young_ids: set[int], heap: HeapView) -> tuple[int, int]:
-    """What ``objs`` keep together, each object counted once."""
+    """What ``objs`` keep together, each object counted once: the new objects
+    they reach, and the strings and other untracked objects that nothing but
+    these holds (a buffer's chunks, also when two lists of the leak share them)."""
     seen = {id(obj) for obj in objs}
     size = sum(safe_sizeof(obj) for obj in objs)
+    untracked: dict[int, list[Any]] = {}  # id: [object, references from the set]
     queue = deque(objs)
     heap.own.add(id(queue))
+    heap.own.add(id(untracked))
     while queue and len(seen) < _MAX_RETAINED_WALK:
         current = queue.popleft()
         for child in referents(current):
@@ -418,12 +422,36 @@ def retained_by_all(objs: list[object], young_ids: set[int], heap: HeapView) -> 
                 seen.add(key)
                 size += safe_sizeof(child)
                 queue.append(child)
-        for child in exclusive_children(current):
-            if id(child) not in seen:
-                seen.add(id(child))
-                size += safe_sizeof(child)
+            elif not gc.is_tracked(child):
+                entry = untracked.get(key)
+                if entry is None:
+                    untracked[key] = [child, 1]
+                else:
+                    entry[1] += 1
+    current = child = None
+    owned = [entry[0] for entry in untracked.values() if owned_by_set(entry)]
     heap.own.discard(id(queue))
-    return size, len(seen)
+    heap.own.discard(id(untracked))
+    untracked.clear()
+    return size + sum(map(safe_sizeof, owned)), len(seen) + len(owned)
+
+
+def owned_by_set(entry: list[Any]) -> bool:
+    """``entry`` is ``[object, references to it from a set of objects]``: True when
+    those are all its references (the entry list's own one aside)."""
+    return bool(sys.getrefcount(entry[0]) - _ENTRY_REFCOUNT == entry[1])
+
+
+def _entry_refcount() -> int:
+    entries = {0: ["".join(["reftrace", "-calibration"]), 0]}
+    for entry in entries.values():
+        return sys.getrefcount(entry[0])
+    return 0
+
+
+#: The count of an object that only its entry list holds, read as owned_by_set
+#: reads it (the ways counts are taken differ between versions).
+_ENTRY_REFCOUNT = _entry_refcount()
 
 
 def exclusive_children(holder: object) -> list[object]:

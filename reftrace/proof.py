@@ -27,7 +27,6 @@ import json
 import os
 import select
 import signal
-import sys
 import threading
 import time
 import types
@@ -230,7 +229,10 @@ def _candidates(
     """What could die with the leak: the leaked objects and the new objects
     they reach, by id: bytes, objects and type name, measured now. The strings
     and other untracked objects that only these hold (a buffer's chunks, even
-    when two lists of the leak share them) count with the first that holds them."""
+    when two lists of the leak share them) count with the first that holds them.
+    """
+    from reftrace.analysis import owned_by_set
+
     sizes: dict[int, list[Any]] = {
         id(obj): [safe_sizeof(obj), 1, type_name(obj)] for obj in targets
     }
@@ -251,8 +253,7 @@ def _candidates(
                 queue.append(child)
     current = child = None
     for entry in untracked.values():
-        # references: the entry list and getrefcount's argument
-        if sys.getrefcount(entry[0]) - 2 == entry[1]:
+        if owned_by_set(entry):
             holder = sizes[entry[2]]
             holder[0] += safe_sizeof(entry[0])
             holder[1] += 1
