@@ -63,6 +63,8 @@ def build_report(
 ) -> Report:
     t0 = time.perf_counter()
     heap = HeapView(own_ids, exception, caller, state.young_ids)
+    # A proof lets go of the watching function's handles in its forked copy.
+    proof_caller = caller if options.prove else None
     del caller
     heap.own.add(id(targets))
     heap.untracked_holders.extend(t for t in targets if not gc.is_tracked(t))
@@ -97,8 +99,10 @@ def build_report(
     t_prove = time.perf_counter()
     proofs: dict[str, Proof] = {}
     if options.prove and first_leak:
-        proofs = _prove_findings(first_leak, results, leaked_objects, targets, heap, state, options)
-    del leaked_objects
+        proofs = _prove_findings(
+            first_leak, results, leaked_objects, targets, heap, state, options, proof_caller
+        )
+    del leaked_objects, proof_caller
     t2 = time.perf_counter()
 
     survivors: list[SurvivorGroup] = []
@@ -151,16 +155,20 @@ def _prove_findings(
     heap: HeapView,
     state: BlockState,
     options: Options,
+    caller: FrameType | None,
 ) -> dict[str, Proof]:
     """Each finding's suspect reference, cut in a forked copy (reftrace.proof).
 
     Nothing here may name a leaked object in a variable: in the child, every
     reference reftrace holds is let go (``release``) before the collection
-    that decides whether the leak dies.
+    that decides whether the leak dies, and so are the watching function's
+    own handles (``out = w.track(...)``), which are not what keeps a leak.
     """
-    from reftrace.proof import prove
+    from reftrace.proof import forget_handles, prove
 
     def release() -> None:  # runs in the child only
+        if caller is not None:
+            forget_handles(caller, state.young_ids)
         for objects in leaked_objects.values():
             objects.clear()
         leaked_objects.clear()

@@ -22,11 +22,13 @@ objects that the collection in the child then freed.
 from __future__ import annotations
 
 import collections
+import ctypes
 import gc
 import json
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import types
@@ -77,6 +79,33 @@ def unavailable_reason() -> str:
             f"({listed}): a forked copy could inherit a lock one of them holds"
         )
     return ""
+
+
+def forget_handles(frame: types.FrameType, young_ids: set[int] | frozenset[int]) -> None:
+    """In the child only: unbind the watching code's names for what the block
+    made (``out = w.track(...)``), so that they do not keep the leak alive.
+
+    A function's locals all go (the child never returns into it); at module
+    level only the globals bound to new objects, since the others are roots.
+    """
+    if frame.f_code.co_flags & 0x01:  # CO_OPTIMIZED: a function's fast locals
+        names = list(frame.f_code.co_varnames + frame.f_code.co_cellvars)
+        if sys.version_info >= (3, 13):
+            proxy = frame.f_locals  # writes through to the frame
+            for name in names:
+                if name in proxy:
+                    proxy[name] = None
+            return
+        snapshot = frame.f_locals
+        for name in names:
+            if name in snapshot:
+                snapshot[name] = None
+        ctypes.pythonapi.PyFrame_LocalsToFast(ctypes.py_object(frame), ctypes.c_int(0))
+        return
+    namespace = frame.f_globals
+    for name, value in list(namespace.items()):
+        if id(value) in young_ids:
+            namespace[name] = None
 
 
 def cut_reference(cut: Cut) -> str:

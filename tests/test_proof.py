@@ -243,3 +243,46 @@ def test_off_by_default_and_checked() -> None:
     assert w.report.leak_groups[0].proof is None
     with pytest.raises(TypeError, match="prove must be a bool"):
         reftrace.watch(prove="yes")  # type: ignore[arg-type]
+
+
+def test_the_watching_functions_own_handles_do_not_hide_what_a_cut_frees() -> None:
+    """`out` still names the output when the block ends: a handle of the
+    watching function, gone when it returns. The child unbinds it before it
+    decides what dies."""
+    with reftrace.watch(prove=True) as w:
+        out = w.track(Output())
+        LISTENERS["chunk"].append(out.on_chunk)
+    proof = only_proof(w.report)
+    assert proof.status == "confirmed", proof
+    assert proof.freed_types == [("Output", 1)]
+    assert proof.freed_objects >= 122
+    assert out.buffer  # and here, in the parent, `out` is untouched
+
+
+MODULE_LEVEL = """
+import reftrace
+
+class Output:
+    def __init__(self):
+        self.buffer = [f"chunk {i}" for i in range(120)]
+
+LISTENERS = []
+with reftrace.watch(prove=True) as w:
+    out = w.track(Output())
+    LISTENERS.append(out)
+proof = w.report.leak_groups[0].proof
+print(proof.status, proof.cut, proof.freed_objects >= 122, out is LISTENERS[0])
+"""
+
+
+def test_at_module_level_the_blocks_new_globals_are_handles(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(MODULE_LEVEL)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["confirmed", "LISTENERS[0]", "True", "True"]
