@@ -42,6 +42,8 @@ _ITEM_KINDS = ("index", "key", "item", "dictkey")
 #: Containers whose every reference is an item (labels of kind _ITEM_KINDS).
 _ITEM_CONTAINERS = (list, tuple, dict, set, frozenset, deque)
 _MAX_RETAINED_WALK = 100_000
+#: Findings proved per report (each proof forks the process once).
+MAX_PROOFS = 20
 
 
 @dataclass(slots=True)
@@ -194,9 +196,13 @@ def _prove_findings(
         return None
 
     proofs: dict[str, Proof] = {}
-    for signature, (leak, key) in first_leak.items():
+    for number, (signature, (leak, key)) in enumerate(first_leak.items()):
         result = results[key]
         expression = _cut_expression(leak.path)
+        if number >= MAX_PROOFS:
+            reason = f"only the first {MAX_PROOFS} findings are proved (one fork each)"
+            proofs[signature] = Proof("unavailable", expression, reason=reason)
+            continue
         if not isinstance(result, Found) or leak.path is None:
             proofs[signature] = Proof("unavailable", "", reason="no path to a root: nothing to cut")
             continue

@@ -286,3 +286,21 @@ def test_at_module_level_the_blocks_new_globals_are_handles(tmp_path: Any) -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["confirmed", "LISTENERS[0]", "True", "True"]
+
+
+def test_at_most_max_proofs_findings_are_proved() -> None:
+    from reftrace.analysis import MAX_PROOFS
+
+    holders = [Holder() for _ in range(MAX_PROOFS + 2)]
+    REGISTRY.append(holders)
+
+    def block(w: reftrace.Watch) -> None:
+        for i, holder in enumerate(holders):
+            setattr(holder, f"attr{i}", w.track(Output()))
+
+    report = proved(block)
+    statuses = [group.proof.status for group in report.leak_groups if group.proof]
+    assert len(statuses) == MAX_PROOFS + 2
+    assert statuses.count("confirmed") == MAX_PROOFS
+    skipped = [g.proof for g in report.leak_groups if g.proof and g.proof.status != "confirmed"]
+    assert all("only the first 20 findings are proved" in p.reason for p in skipped)
