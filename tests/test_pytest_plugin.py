@@ -47,6 +47,14 @@ LIBRARY = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def _not_on_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CI pytest prints each failure's whole message in its short summary
+    too; the sessions here are read as a developer's terminal shows them."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("BUILD_NUMBER", raising=False)
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makepyfile(streamlib=LIBRARY)

@@ -87,12 +87,15 @@ def test_pytest_example_fails_as_shown_and_passes_once_fixed(tmp_path):
 
     def run_pytest(source):
         (tmp_path / "test_agent.py").write_text(source, encoding="utf-8")
+        # as a developer's terminal shows it (on CI the summary repeats each message)
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "BUILD_NUMBER")}
         return subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_agent.py"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=300,
+            env=env,
         )
 
     result = run_pytest(code)
