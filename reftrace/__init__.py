@@ -8,6 +8,7 @@ new objects outlived the block, grouped by where they attach to the old heap.
 
 from __future__ import annotations
 
+from reftrace.locate import locate
 from reftrace.redact import set_masking
 from reftrace.report import (
     Allocation,
@@ -38,6 +39,7 @@ __all__ = [
     "TrackedStream",
     "Watch",
     "load",
+    "locate",
     "set_masking",
     "soak",
     "watch",

@@ -52,6 +52,8 @@ class Options:
     survivors: bool = True
     max_survivor_groups: int = 50
     prove: bool = False
+    #: keep the places along each finding's path live, for reftrace.locate()
+    locate: bool = False
 
 
 def build_report(
@@ -105,13 +107,20 @@ def build_report(
             first_leak, results, leaked_objects, targets, heap, state, options, proof_caller
         )
     del leaked_objects, proof_caller
+    slots: dict[str, list[Any]] = {}
+    if options.locate:
+        for signature, (_, key) in first_leak.items():
+            result = results[key]
+            if isinstance(result, Found):
+                slots[f"leak:{signature}"] = _path_slots(result, heap)
     t2 = time.perf_counter()
 
     survivors: list[SurvivorGroup] = []
     garbage_survivors = 0
     if options.survivors and state.entries:
         known = known_prefixes(results.values())
-        survivors, garbage_survivors = _survivor_groups(heap, state, options, known)
+        survivor_slots = slots if options.locate else None
+        survivors, garbage_survivors = _survivor_groups(heap, state, options, known, survivor_slots)
     t3 = time.perf_counter()
 
     notes = list(state.notes)
@@ -143,6 +152,7 @@ def build_report(
         finding_sizes=finding_sizes,
         handles=handles,
         proofs=proofs,
+        _slots=slots,
     )
 
 
@@ -227,6 +237,22 @@ def _prove_findings(
             seconds=outcome.seconds,
         )
     return proofs
+
+
+def _path_slots(found: Found, heap: HeapView) -> list[Any]:
+    """The places where the leak of ``found`` attaches: from the holder of its
+    suspect reference down to the leaked object (reftrace.locate watches them)."""
+    from reftrace.locate import slots_for
+
+    chain = [heap.nodes[key] for key in found.chain]
+    suspect = max(0, _suspect_index([_status(obj, heap.young_ids) for obj in chain]))
+    objects: list[object] = chain[max(0, suspect - 1) : -1]
+    if suspect == 0 and found.root.kind == "module":
+        namespace = next(ns for ns in heap.module_namespaces if id(ns) == found.root.holder_id)
+        objects.insert(0, namespace)
+    children = [*objects[1:], chain[-1]]
+    edges = [labels.edge(a, b).label for a, b in zip(objects, children)]
+    return slots_for(objects, children, edges)
 
 
 def _cut_expression(path: Path | None) -> str:
@@ -583,6 +609,7 @@ def _survivor_groups(
     state: BlockState,
     options: Options,
     known: dict[int, tuple[Found, int]],
+    slots: dict[str, list[Any]] | None = None,
 ) -> tuple[list[SurvivorGroup], int]:
     young = state.young
     entry_ids = [id(young[i]) for i in state.entries]
@@ -687,9 +714,19 @@ def _survivor_groups(
         if path is not None and (not holder or holder in heap.module_dicts):
             holder_type = path.root.describe()
         edge_label = path.steps[-1].label if path else group_key[1]
+        attachment = path.expression if path else f"<{holder_type}>{edge_label}"
+        if slots is not None and holder:
+            from reftrace.locate import slots_for
+
+            # the holder, and what the group attached there (old on the next call)
+            first = heap.nodes[members[0]]
+            slots[f"survivor:{attachment}"] = slots_for(
+                [heap.nodes[holder], first], [first, None], [edge_label, ""]
+            )
+            first = None
         out.append(
             SurvivorGroup(
-                attachment=path.expression if path else f"<{holder_type}>{edge_label}",
+                attachment=attachment,
                 holder_type=holder_type,
                 edge=edge_label,
                 path=path,

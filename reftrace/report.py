@@ -223,6 +223,53 @@ class Leak:
         }
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One frame of a call stack: where, in which function, and the line's code."""
+
+    filename: str
+    lineno: int
+    function: str
+    code: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.filename}:{self.lineno}"
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
+        return {
+            "filename": _j(self.filename, m),
+            "lineno": self.lineno,
+            "function": _j(self.function, m),
+            "code": _j(self.code, m),
+        }
+
+
+@dataclass(frozen=True)
+class StoreSite:
+    """The line that stored a retaining reference, with the calls that led to it.
+
+    ``frames`` go from the store outwards (``frames[0]`` ran the ``append``,
+    the ``d[key] = ...``, the ``self.x = ...``). ``user`` is the index of the
+    first frame in the program's own code (not the standard library, not an
+    installed package): for a listener registered through a library call,
+    the line that called the library.
+    """
+
+    frames: tuple[Frame, ...]
+    user: int = 0
+
+    @property
+    def line(self) -> Frame:
+        """The frame to name: the program's own line that stored (or called the store)."""
+        return self.frames[self.user]
+
+    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
+        m = _masking(mask)
+        return {"frames": [frame.to_dict(mask=m) for frame in self.frames], "user": self.user}
+
+
 @dataclass
 class Proof:
     """The suspect reference of a finding, tested by cutting it in a forked copy.
@@ -272,6 +319,8 @@ class LeakGroup:
     retained: int = 0
     #: the suspect reference tested by cutting it (``watch(prove=True)``)
     proof: Proof | None = None
+    #: the line that stored the retaining reference (``reftrace.locate()``)
+    stored_at: StoreSite | None = None
 
     @property
     def count(self) -> int:
@@ -312,6 +361,7 @@ class LeakGroup:
             "size": self.size,
             "types": [[_j(name, m), n] for name, n in self.types],
             "proof": self.proof.to_dict(mask=m) if self.proof else None,
+            "stored_at": self.stored_at.to_dict(mask=m) if self.stored_at else None,
         }
 
 
@@ -332,6 +382,8 @@ class SurvivorGroup:
     size: int
     top_types: list[tuple[str, int]]
     reason: str = ""
+    #: the line that stored the reference from the old holder (``reftrace.locate()``)
+    stored_at: StoreSite | None = None
 
     def __str__(self) -> str:
         from reftrace.renderers.text import render_survivor_group
@@ -354,6 +406,7 @@ class SurvivorGroup:
             "top_types": [[_j(name, m), n] for name, n in self.top_types],
             "reason": _j(self.reason, m),
             "path": self.path.to_dict(mask=m) if self.path else None,
+            "stored_at": self.stored_at.to_dict(mask=m) if self.stored_at else None,
         }
 
 
@@ -398,6 +451,11 @@ class Report:
     handles: int = 0
     #: the proof of each finding's suspect reference, by signature
     proofs: dict[str, Proof] = field(default_factory=dict)
+    #: where each finding's reference was stored (``reftrace.locate()``), by signature
+    stores: dict[str, StoreSite] = field(default_factory=dict)
+    #: places to watch for stores, by signature or survivor attachment: live
+    #: objects, kept only between the two calls of ``reftrace.locate()``
+    _slots: dict[str, list[Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def leak_groups(self) -> list[LeakGroup]:
@@ -410,6 +468,7 @@ class Report:
             if signature in self.finding_sizes:
                 group.retained = self.finding_sizes[signature][0]
             group.proof = self.proofs.get(signature)
+            group.stored_at = self.stores.get(signature)
         return sorted(groups.values(), key=lambda g: (-g.size, -g.count))
 
     @property
@@ -476,6 +535,10 @@ class Report:
             (
                 "proofs",
                 {_j(signature, m): p.to_dict(mask=m) for signature, p in self.proofs.items()},
+            ),
+            (
+                "stores",
+                {_j(signature, m): s.to_dict(mask=m) for signature, s in self.stores.items()},
             ),
         ]
 
@@ -703,6 +766,25 @@ class _Reader:
             module=self.str_(data, "module", where) if "module" in data else "",
         )
 
+    def store_site(self, value: object, where: str) -> StoreSite:
+        data = self.obj(value, where)
+        frames = []
+        for i, item in enumerate(self.list_(data, "frames", where)):
+            at = f"{_at(where, 'frames')}[{i}]"
+            frame = self.obj(item, at)
+            frames.append(
+                Frame(
+                    filename=self.str_(frame, "filename", at),
+                    lineno=self.int_(frame, "lineno", at),
+                    function=self.str_(frame, "function", at),
+                    code=self.str_(frame, "code", at),
+                )
+            )
+        user = self.int_(data, "user", where)
+        if not frames or not 0 <= user < len(frames):
+            self.fail(_at(where, "user"), f"expected an index into {len(frames)} frames")
+        return StoreSite(tuple(frames), user)
+
     def proof(self, value: object, where: str) -> Proof:
         data = self.obj(value, where)
         types = self.list_(data, "freed_types", where)
@@ -760,6 +842,11 @@ class _Reader:
             size=self.int_(data, "size", where),
             top_types=[self.pair(t, f"{at}[{i}]") for i, t in enumerate(types)],
             reason=self.str_(data, "reason", where),
+            stored_at=(
+                self.store_site(data["stored_at"], _at(where, "stored_at"))
+                if data.get("stored_at") is not None
+                else None
+            ),
         )
 
     def allocation(self, value: object, where: str) -> Allocation:
@@ -811,6 +898,10 @@ class _Reader:
         saved = self.dict_(data, "proofs", "") if "proofs" in data else {}
         for signature, value in saved.items():
             proofs[signature] = self.proof(value, f"proofs[{signature!r:.80}]")
+        stores: dict[str, StoreSite] = {}
+        saved = self.dict_(data, "stores", "") if "stores" in data else {}
+        for signature, value in saved.items():
+            stores[signature] = self.store_site(value, f"stores[{signature!r:.80}]")
         leaks = self.list_(data, "leaks", "")
         survivors = self.list_(data, "survivors", "")
         allocations = self.list_(data, "allocations", "")
@@ -827,6 +918,7 @@ class _Reader:
             timings=timings,
             finding_sizes=finding_sizes,
             proofs=proofs,
+            stores=stores,
             handles=self.int_(data, "handles", ""),
         )
 

@@ -71,6 +71,7 @@ from typing import Any, cast
 
 from reftrace.analysis import make_path
 from reftrace.heap import HeapView
+from reftrace.locate import Slot, StoreTracer
 from reftrace.objects import (
     PACKAGE_DIR,
     _type_module,
@@ -83,7 +84,7 @@ from reftrace.objects import (
     untrackable_reason,
 )
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, shortest_paths
-from reftrace.report import Leak, Path, Report, Root
+from reftrace.report import Leak, Path, Report, Root, StoreSite
 
 #: What ``str(sr)`` projects: the memory these many iterations would keep.
 PROJECTIONS = (1_000, 10_000, 100_000)
@@ -197,6 +198,8 @@ class GrowingContainer:
     item_types: list[tuple[str, int]] = field(default_factory=list)
     samples: list[Leak] = field(default_factory=list)
     reason: str = ""
+    #: the line that stored into it during the sampled call, with its callers
+    stored_at: StoreSite | None = None
 
     @property
     def length(self) -> int:
@@ -233,6 +236,7 @@ class GrowingContainer:
             "per_iteration": self.per_iteration,
             "item_types": [list(pair) for pair in self.item_types],
             "samples": [leak.to_dict() for leak in self.samples],
+            "stored_at": self.stored_at.to_dict() if self.stored_at is not None else None,
         }
 
 
@@ -1379,14 +1383,19 @@ def _sample_run(
     from reftrace.watch import watch
 
     before = [set(map(id, _contents(obj))) for obj in held]
+    slots = {str(index): [Slot("len", obj)] for index, obj in enumerate(held)}
     with watch() as w:
         try:
-            runner()
+            with StoreTracer(slots) as tracer:
+                runner()
         except BaseException as exc:
             if hasattr(exc, "add_note"):
                 exc.add_note("(raised by the extra call reftrace.soak() runs under watch())")
             raise
         sampled = _track_new_items(w, held, before, samples)
+    slots.clear()
+    for key, site in tracer.found.items():
+        containers[int(key)].stored_at = site
     for index, obj in enumerate(held):
         items = _new_items(obj, before[index])
         containers[index].item_types = Counter(type_name(i) for i in items).most_common(5)

@@ -44,7 +44,7 @@ from reftrace.renderers.text import (
 )
 
 if TYPE_CHECKING:
-    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
+    from reftrace.report import Leak, LeakGroup, Path, Report, StoreSite, SurvivorGroup
 
 #: Formats ``Report.render`` writes: graph images, DOT source, an HTML report.
 FORMATS = ("svg", "png", "dot", "html")
@@ -60,7 +60,8 @@ _GAP = {"shape": "box", "style": "dashed", "color": "#888888", "fontcolor": "#55
 
 #: What to draw: each path with the two parts of its summary line, the first
 #: from the program (a type name: cleaned) and the second reftrace's own.
-Items = list[tuple["Path", str, str]]
+#: (path, leaked type, summary, note on the suspect edge)
+Items = list[tuple["Path", str, str, str]]
 
 
 class GraphvizNotFound(RuntimeError):
@@ -144,21 +145,29 @@ def group_summary(group: LeakGroup) -> tuple[str, str]:
     return leak.type_name, f"{summary}, {human_size(group.size)} retained"
 
 
+def store_note(site: StoreSite | None) -> str:
+    """``stored at file:line`` for the suspect edge, or ""."""
+    return f"stored at {site.line.where}" if site is not None else ""
+
+
 def leak_items(leak: Leak) -> Items:
     if leak.path is None:
         return []
-    return [(leak.path, leak.type_name, f", {human_size(leak.size)} retained")]
+    return [(leak.path, leak.type_name, f", {human_size(leak.size)} retained", "")]
 
 
 def group_items(group: LeakGroup) -> Items:
     path = group.example.path
-    return [] if path is None else [(path, *group_summary(group))]
+    if path is None:
+        return []
+    return [(path, *group_summary(group), store_note(group.stored_at))]
 
 
 def survivor_items(survivor: SurvivorGroup) -> Items:
     if survivor.path is None:
         return []
-    return [(survivor.path, "", f"{survivor.count} new objects, {human_size(survivor.size)}")]
+    summary = f"{survivor.count} new objects, {human_size(survivor.size)}"
+    return [(survivor.path, "", summary, store_note(survivor.stored_at))]
 
 
 def report_items(report: Report) -> tuple[Items, int]:
@@ -178,14 +187,14 @@ def build_graph(report: Report, *, mask: bool | None = None) -> graphviz.Digraph
 
 
 def build_path_graph(
-    items: Sequence[tuple[Path, str, str]], more: int = 0, *, mask: bool | None = None
+    items: Sequence[tuple[Path, str, str, str]], more: int = 0, *, mask: bool | None = None
 ) -> graphviz.Digraph:
     graph = graphviz.Digraph("reftrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()
-    for path, name, summary in items:
-        _add_path(graph, drawn, path, summary, mask, name=name)
+    for path, name, summary, note in items:
+        _add_path(graph, drawn, path, summary, mask, name=name, note=note)
     if more:
         graph.node("more", _label(_text(f"… and {more:,} more not drawn", 60)), shape="plaintext")
     if not items:
@@ -206,8 +215,10 @@ def _add_path(
     mask: bool | None = None,
     *,
     name: str = "",
+    note: str = "",
 ) -> None:
-    """Draw ``path``; its last node ends with ``name`` (a type name) then ``summary``.
+    """Draw ``path``; its last node ends with ``name`` (a type name) then ``summary``;
+    ``note`` (where the reference was stored) goes on the suspect edge.
 
     Both are plain text, cleaned here; ``name`` is cut on its own, so a long
     type name never pushes the summary out.
@@ -257,14 +268,15 @@ def _add_path(
             attrs = {"label": _label(label)}
             if step.is_suspect:
                 attrs.update(color="#e03131", fontcolor="#e03131", penwidth="2.5")
-                attrs["label"] = _label(label, "(suspect)")
+                extra = [_text(note, 100, mask)] if note else []
+                attrs["label"] = _label(label, "(suspect)", *extra)
             graph.edge(parent, node_id, **attrs)
             drawn.add(edge_key)
         parent = node_id
 
 
 def svg_markup(
-    items: Sequence[tuple[Path, str, str]],
+    items: Sequence[tuple[Path, str, str, str]],
     more: int = 0,
     timeout: float = 30,
     *,

@@ -41,6 +41,8 @@ from reftrace.renderers.text import (
     TYPE_LIMIT,
     gap_text,
     human_size,
+    render_proof,
+    render_store,
     root_text,
     shown_steps,
 )
@@ -120,7 +122,7 @@ def trace_table(path: Path, allocated_at: str | None = None, mask: bool | None =
     return "\n".join(rows)
 
 
-def _graph(items: list[tuple[Path, str, str]], more: int, mask: bool | None) -> str:
+def _graph(items: list[tuple[Path, str, str, str]], more: int, mask: bool | None) -> str:
     if not items:
         return ""
     try:
@@ -163,7 +165,13 @@ def _group_block(group: LeakGroup, mask: bool | None) -> str:
     example = group.example
     same = sum(1 for leak in group.leaks if leak.type_name == example.type_name)
     others = [(name, n) for name, n in group.types if name != example.type_name]
-    return _leak_block(example, same, group.size, mask, others)
+    block = _leak_block(example, same, group.size, mask, others)
+    lines = render_proof(group.proof) if group.proof else []
+    lines += render_store(group.stored_at) if group.stored_at else []
+    if lines:
+        text = "<br>".join(_e(line, 400, mask) for line in lines)
+        block += f"\n<p class='code'>{text}</p>"
+    return block
 
 
 def _survivor_row(group: SurvivorGroup, mask: bool | None) -> str:

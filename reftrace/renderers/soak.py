@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from reftrace.redact import mask
-from reftrace.renderers.text import human_size, render_leak, render_path
+from reftrace.renderers.text import human_size, render_leak, render_path, render_store
 
 if TYPE_CHECKING:
     from reftrace.report import Path
@@ -123,6 +123,8 @@ def _container_lines(container: GrowingContainer) -> list[str]:
         lines.extend("  " + line for line in render_path(container.path))
     else:
         lines.append(f"  no path from a root: {_clean(container.reason, 200)}")
+    if container.stored_at is not None:
+        lines.extend("  " + line for line in render_store(container.stored_at))
     return lines
 
 
@@ -217,6 +219,8 @@ def render_soak_html(sr: SoakReport) -> str:
                 trace = _pre(render_leak(container.samples[0]).splitlines())
             elif container.path is not None:
                 trace = _pre(render_path(container.path))
+            if container.stored_at is not None:
+                trace += _pre(render_store(container.stored_at))
             items.append(f"<li><code>{_h(_container_head(container), 300)}</code>{trace}</li>")
         parts.append("<h4>Growing containers</h4><ul>" + "".join(items) + "</ul>")
     if sr.leaking:

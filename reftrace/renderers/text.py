@@ -18,6 +18,7 @@ from reftrace.redact import clean
 
 if TYPE_CHECKING:
     from reftrace.report import (
+        Frame,
         Leak,
         LeakGroup,
         Path,
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
         Report,
         Root,
         Step,
+        StoreSite,
         SurvivorGroup,
     )
 
@@ -174,6 +176,8 @@ def render_group(group: LeakGroup) -> str:
         )
     if group.proof is not None:
         text += "\n" + "\n".join(render_proof(group.proof))
+    if group.stored_at is not None:
+        text += "\n" + "\n".join(render_store(group.stored_at))
     return text
 
 
@@ -204,14 +208,39 @@ def render_proof(proof: Proof) -> list[str]:
     ]
 
 
+#: Callers shown under a storing line (the rest are in ``stored_at.frames``).
+MAX_CALLERS = 4
+
+
+def render_store(site: StoreSite) -> list[str]:
+    """The line that stored the reference, then its callers."""
+
+    def frame_text(frame: Frame) -> str:
+        code = f": {_clip(frame.code, 100)}" if frame.code else ""
+        return f"{_clip(frame.where, SITE_LIMIT)} in {_clip(frame.function, 60)}{code}"
+
+    line = site.line
+    if site.user == 0:
+        lines = [f"stored at {frame_text(line)}"]
+    else:
+        lines = [f"stored by {frame_text(line)}", f"  inside {frame_text(site.frames[0])}"]
+    callers = site.frames[site.user + 1 :]
+    lines += [f"  called from {frame_text(frame)}" for frame in callers[:MAX_CALLERS]]
+    if len(callers) > MAX_CALLERS:
+        lines.append(f"  … {len(callers) - MAX_CALLERS} more callers (stored_at.frames)")
+    return lines
+
+
 def render_survivor_group(group: SurvivorGroup) -> str:
     head = (
         f"{group.count} new objects ({human_size(group.size)}) held by "
         f"{_clip(group.attachment, 100)}: {type_list(group.top_types)}"
     )
+    stored = ["  " + line for line in render_store(group.stored_at)] if group.stored_at else []
     if group.path is None:
-        return f"{head}\n  {_clip(group.reason, REASON_LIMIT)}" if group.reason else head
-    return "\n".join([head, *("  " + line for line in render_path(group.path))])
+        lines = [head, f"  {_clip(group.reason, REASON_LIMIT)}"] if group.reason else [head]
+        return "\n".join(lines + stored)
+    return "\n".join([head, *("  " + line for line in render_path(group.path)), *stored])
 
 
 def more_text(count: int, noun: str, where: str) -> str:
