@@ -29,6 +29,11 @@ def test_demo_finds_the_leak_writes_the_svg_and_clears_the_fixed_agent(tmp_path:
     assert "root: module reftrace.demo.agent" in out
     assert "ModelOutput" in out
     assert "buffered 101 chunks" in out
+    # the suspect proved by cutting it, and the line that registered the listener
+    # (with its 100 buffered chunks: the stream's items are tracked too)
+    assert "proof: confirmed, cutting AGENT.events._listeners['chunk'][17] frees str ×100, " in out
+    assert "ModelOutput ×1" in out.split("proof: confirmed")[1].splitlines()[0]
+    assert 'in _open: self.events.on("chunk", output._on_chunk)' in out
 
     # The graph.
     assert str(svg) in out
