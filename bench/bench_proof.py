@@ -1,4 +1,4 @@
-"""What proving a finding costs: watch(prove=True) against watch() on the same heap.
+"""What proving and locating cost: watch(prove=True) and locate() against watch().
 
     python bench/bench_proof.py                  # 100k and 1M objects, 5 runs each
     python bench/bench_proof.py --sizes 3M --repeat 3
@@ -6,9 +6,10 @@
 For each heap size it builds a heap of instances with a list and a dict each,
 installs the demo agent with its listener bug, and times, as medians, a watch
 around one stream of the agent (the output leaks through the listener list)
-without and with ``prove=True``, and one ``gc.collect()`` as the baseline.
-Each proving run checks that the proof is confirmed and that it freed the
-output with its buffered chunks.
+without and with ``prove=True``, ``reftrace.locate()`` of a function doing
+the same (two calls: one watched, one traced), and one ``gc.collect()`` as the
+baseline. Each run checks that the proof is confirmed (and freed the output
+with its buffered chunks) and that the storing line was found.
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def one_watch(prove: bool) -> reftrace.Report:
     return w.report
 
 
+def one_request() -> object:
+    out = demo.AGENT.stream("hi")
+    for _chunk in out:
+        pass
+    return out
+
+
+def one_locate() -> reftrace.Report:
+    report = reftrace.locate(one_request)
+    demo.AGENT.events._listeners.clear()
+    return report
+
+
 def timed(fn) -> tuple[float, object]:
     t0 = time.perf_counter()
     result = fn()
@@ -80,11 +94,11 @@ def main() -> int:
     )
     print(
         f"{'heap objects':>13} {'gc.collect':>11} {'watch':>9} {'prove=True':>11} "
-        f"{'proof':>9} {'proof/collect':>14}"
+        f"{'proof':>9} {'proof/collect':>14} {'locate':>9} {'locate/watch':>13}"
     )
     for size in (parse_size(s) for s in args.sizes.split(",")):
         objects = build_heap(size)
-        collect, plain, proving, proof = [], [], [], []
+        collect, plain, proving, proof, locating = [], [], [], [], []
         for _ in range(args.repeat):  # interleaved: drift hits each alike
             collect.append(timed(gc.collect)[0])
             plain.append(timed(lambda: one_watch(False))[0])
@@ -94,12 +108,16 @@ def main() -> int:
             assert found is not None and found.status == "confirmed", found
             assert found.freed_objects > 100, found
             proof.append(report.timings["proofs"])  # type: ignore[attr-defined]
+            seconds, located = timed(one_locate)
+            locating.append(seconds)
+            assert located.leak_groups[0].stored_at is not None  # type: ignore[attr-defined]
         median = statistics.median
         c = median(collect)
         print(
             f"{objects:>13,} {c * 1000:>9.0f}ms {median(plain) * 1000:>7.0f}ms "
             f"{median(proving) * 1000:>9.0f}ms {median(proof) * 1000:>7.0f}ms "
-            f"{median(proof) / c:>13.1f}x"
+            f"{median(proof) / c:>13.1f}x {median(locating) * 1000:>7.0f}ms "
+            f"{median(locating) / median(plain):>12.1f}x"
         )
     return 0
 
