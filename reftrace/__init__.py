@@ -22,6 +22,7 @@ from reftrace.report import (
     SurvivorGroup,
     load,
 )
+from reftrace.snapshot import Snapshot, SnapshotDiff, snapshot
 from reftrace.soak import SoakReport, soak
 from reftrace.watch import TrackedStream, Watch, watch
 
@@ -33,6 +34,8 @@ __all__ = [
     "Report",
     "ReportFormatError",
     "Root",
+    "Snapshot",
+    "SnapshotDiff",
     "SoakReport",
     "Step",
     "SurvivorGroup",
@@ -41,6 +44,7 @@ __all__ = [
     "load",
     "locate",
     "set_masking",
+    "snapshot",
     "soak",
     "watch",
 ]

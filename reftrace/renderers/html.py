@@ -88,7 +88,12 @@ def _types(types: Sequence[tuple[str, int]], mask: bool | None) -> str:
     return listed
 
 
-def trace_table(path: Path, allocated_at: str | None = None, mask: bool | None = None) -> str:
+def trace_table(
+    path: Path,
+    allocated_at: str | None = None,
+    mask: bool | None = None,
+    suspect_note: str = "created inside the block",
+) -> str:
     """The path as a table: the root, then one row per (shown) step."""
     rows = [
         "<table class='trace'><thead><tr><th>#</th><th>reference</th><th>type</th>"
@@ -109,7 +114,7 @@ def trace_table(path: Path, allocated_at: str | None = None, mask: bool | None =
             detail = f"{detail}<br>{where}" if detail else where
         label = _e(step.label, LABEL_LIMIT, mask)
         if step.is_suspect:
-            label += " <strong>← suspect: created inside the block</strong>"
+            label += f" <strong>← suspect: {html.escape(suspect_note)}</strong>"
         status = _e(step.status, 12, mask)
         rows.append(
             f"<tr class='{'suspect' if step.is_suspect else 'step'}'><td>{item + 1}</td>"

@@ -109,7 +109,13 @@ def gap_text(count: int) -> str:
     return f"… {count:,} more step{'s' if count != 1 else ''} …"
 
 
-def render_path(path: Path, allocated_at: str | None = None) -> list[str]:
+#: What the mark under a suspect reference says, for a watched block.
+SUSPECT_NOTE = "this reference was created inside the block"
+
+
+def render_path(
+    path: Path, allocated_at: str | None = None, suspect_note: str = SUSPECT_NOTE
+) -> list[str]:
     lines = [f"root: {root_text(path.root)}"]
     steps = path.steps
     last = len(steps) - 1
@@ -134,7 +140,7 @@ def render_path(path: Path, allocated_at: str | None = None) -> list[str]:
         if step.is_suspect:
             pad = "│  " if i != last else "   "
             mark = "~" * max(3, min(len(label), _LABEL_WIDTH))
-            lines.append(f"{pad}{mark} suspect: this reference was created inside the block")
+            lines.append(f"{pad}{mark} suspect: {suspect_note}")
     return lines
 
 
