@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import re
 import weakref
 from collections.abc import Callable, Iterator
@@ -534,3 +535,33 @@ def test_ground_truth(scenario: Callable[[], list[object]], bug: Bug, buggy: boo
     refs = [weakref.ref(obj) for obj in scenario()]
     gc.collect()
     assert [ref() is not None for ref in refs] == [buggy] * len(refs)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the proof forks")
+def test_listener_proved_by_cutting_and_its_registration_located() -> None:
+    """The seed's question answered in full: cutting the listener reference
+    frees the output with its 100+ buffered chunks, and the line that stored
+    it is the registration ``self.events.on("chunk", output._on_chunk)``."""
+    install(Bug.LISTENER)
+
+    def handle() -> Any:
+        out = demo.AGENT.stream("why is my service using 10 GB")
+        for _chunk in out:
+            pass
+        return out
+
+    with reftrace.watch(prove=True) as w:
+        out = w.track(handle())
+        del out
+    (group,) = w.report.leak_groups
+    proof = group.proof
+    assert proof is not None and proof.status == "confirmed", proof
+    assert proof.cut == "AGENT.events._listeners['chunk'][1]"
+    assert proof.freed_types == [("ModelOutput", 1)]
+    assert proof.freed_objects > 100  # the output, its buffer and its 101 chunks
+
+    located = reftrace.locate(handle)
+    site = located.leak_groups[0].stored_at
+    assert site is not None
+    assert [frame.function for frame in site.frames[:2]] == ["on", "_open"]
+    assert site.frames[1].code == 'self.events.on("chunk", output._on_chunk)'
