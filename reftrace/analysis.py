@@ -72,6 +72,9 @@ def build_report(
     del caller
     heap.own.add(id(targets))
     heap.untracked_holders.extend(t for t in targets if not gc.is_tracked(t))
+    # An untracked target with an allocation site was allocated in the block
+    # (tracemalloc traced only the block): a global bound to it is a handle.
+    heap.new_untracked.update(id(t) for t in heap.untracked_holders if id(t) in state.sites)
     for obj in targets:
         heap.nodes[id(obj)] = obj
     target_ids = [id(obj) for obj in targets]

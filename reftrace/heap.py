@@ -97,6 +97,9 @@ class HeapView:
                 self.caller_namespace = id(caller.f_globals)
                 self.caller_handles = {id(v) for v in list(caller.f_globals.values())}
         self.young_ids = young_ids
+        #: tracked objects of the watch the gc does not track (a dict of
+        #: numbers) that the block allocated: new, though not in young_ids
+        self.new_untracked: set[int] = set()
         self.locals, snapshots, values = _frames.locals_index(
             [entry for entry in running if entry[2] is not caller]
         )
@@ -132,6 +135,9 @@ class HeapView:
         if self.exception_id and id(obj) == self.exception_id:
             found.append(RootEdge("exception", 0))
         return found
+
+    def made_in_block(self, key: int) -> bool:
+        return key in self.young_ids or key in self.new_untracked
 
     def excluded(self, obj: object) -> bool:
         key = id(obj)

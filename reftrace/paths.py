@@ -138,7 +138,7 @@ def _advance(
                 best = (root.priority, key, root)
         for holder in referrers[key]:
             module = heap.module_dicts.get(holder)
-            if holder == heap.caller_namespace and key in heap.young_ids:
+            if holder == heap.caller_namespace and heap.made_in_block(key):
                 continue  # a global the watching module-level code bound: a handle
             if module is not None:
                 root = RootEdge("module", holder, module=module)
@@ -217,7 +217,7 @@ def _forward(
         dict_id = id(namespace)
         edge = RootEdge("module", dict_id, module=heap.module_dicts[dict_id])
         for child in referents(namespace):
-            if dict_id != heap.caller_namespace or id(child) not in heap.young_ids:
+            if dict_id != heap.caller_namespace or not heap.made_in_block(id(child)):
                 visit(child, None, edge)
     for value in heap.local_values:
         local = heap.locals.get(id(value))

@@ -548,3 +548,29 @@ def test_survivor_paths_see_dicts_made_while_labelling() -> None:
         for agent in AGENTS:
             agent.events.listeners["chunk"].clear()
             agent.last = None
+
+
+MODULE_LEVEL_LOOP = """
+import reftrace
+from reftrace.demo import agent as demo
+
+demo.install(demo.Bug.NONE)
+with reftrace.watch() as w:
+    out = w.track(demo.AGENT.stream("hi"))
+    for chunk in w.track_stream(out):
+        pass
+print(len(w.report.leaks), type(chunk).__name__)
+"""
+
+
+def test_module_level_loop_variable_is_a_handle_even_when_untracked(tmp_path) -> None:
+    """At module level the loop variable `chunk` still names the last item, a
+    dict of atomics the gc does not track: a global the watching code bound
+    to something the block made, so a handle, not a leak."""
+    script = tmp_path / "script.py"
+    script.write_text(MODULE_LEVEL_LOOP)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "dict"]
