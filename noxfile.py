@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
+
 import nox
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 
-nox.options.sessions = ["lint", "tests", "realworld"]
+nox.options.sessions = ["lint", "tests", "realworld", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 # A missing interpreter is skipped with nox's own message ("Python interpreter
 # 3.X not found"), on CI too, instead of failing the run.
@@ -38,3 +40,14 @@ def lint(session: nox.Session) -> None:
     session.run("mypy", "--strict", "reftrace", "_reftrace_pytestplugin.py")
     session.run("ruff", "check", *sources)
     session.run("ruff", "format", "--check", *sources)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The notebooks, executed end to end, then the site, with warnings as errors."""
+    session.install("-e", ".[docs,tools]")
+    # Executed fresh and not saved: the outputs stored in the notebooks are for reading.
+    notebooks = sorted(glob.glob("notebooks/*.ipynb"))
+    session.run("jupyter-execute", "--timeout=300", *notebooks)
+    build = ["-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"]
+    session.run("sphinx-build", *build, *session.posargs)
