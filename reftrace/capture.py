@@ -144,14 +144,23 @@ class Capture:
         if "exit_collect" not in self.timings:
             self.collect()
         t1 = time.perf_counter()
-        notes: list[str] = []
+        # Until the objects are listed, nothing here may make an object the
+        # gc tracks: no list, no closure (a comprehension using a local makes
+        # a cell on 3.10-3.11), no `with` (its bound __exit__ on the stack),
+        # or it would be listed among the block's new objects.
         try:
-            with _ACTIVE_LOCK:  # another thread's start() may demote this capture
+            _ACTIVE_LOCK.acquire()  # another thread's start() may demote this capture
+            try:
                 if self.freeze_mode:
                     young = gc.get_objects(0) + gc.get_objects(1) + gc.get_objects(2)
                 else:
-                    old = self.old_ids or set()
-                    young = [o for o in gc.get_objects() if id(o) not in old]
+                    every = gc.get_objects()
+                    known = map((self.old_ids or set()).__contains__, map(id, every))
+                    young = [o for o, was in zip(every, known) if not was]
+                    del every, known
+            finally:
+                _ACTIVE_LOCK.release()
+            notes: list[str] = []
             if self.old_ids is not None and gc.get_freeze_count():
                 notes.append(
                     "the program froze objects with gc.freeze(): new objects were found by id, "
@@ -159,7 +168,9 @@ class Capture:
                 )
             # (These lists are made after the objects were listed, so they
             # are not among them; the caller registers the final one.)
-            young = [o for o in young if id(o) not in own_ids and not is_own(o)]
+            mine = map(own_ids.__contains__, map(id, young))
+            young = [o for o, own in zip(young, mine) if not own and not is_own(o)]
+            del mine
             if self.started_tracing:
                 young = _drop_presumed_old(young)
             young_ids = set(map(id, young))

@@ -574,3 +574,18 @@ def test_module_level_loop_variable_is_a_handle_even_when_untracked(tmp_path) ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "dict"]
+
+
+def test_an_empty_block_has_no_new_objects_of_reftrace_s_own() -> None:
+    """Nothing reftrace makes on its way out (a list, a closure's cell, a
+    `with` statement's bound __exit__) may be listed among the block's new
+    objects: a clean block would go through the survivor analysis for them."""
+
+    def watched() -> reftrace.Report:
+        with reftrace.watch() as w:
+            pass
+        return w.report
+
+    report = watched()
+    assert report.new_objects == 0
+    assert report.survivors == []
