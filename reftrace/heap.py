@@ -38,7 +38,7 @@ from reftrace.objects import (
 )
 
 #: Above this many objects per call, a forward scan beats gc.get_referrers.
-SMALL_BATCH = 24
+SMALL_BATCH = 100
 _CHUNK = 1024
 _SUBCHUNK = 32
 

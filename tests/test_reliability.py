@@ -528,11 +528,13 @@ class _Agent:
 AGENTS = [_Agent() for _ in range(13)]
 
 
-def test_survivor_paths_see_dicts_made_while_labelling() -> None:
+def test_survivor_paths_see_dicts_made_while_labelling(monkeypatch: pytest.MonkeyPatch) -> None:
     """Labelling `agent.last` reads the agent's __dict__, which makes that dict
     (3.11+): from then on it, not the agent, holds `agent.events`. A list of
     the heap made before it must not be reused to find the holder of the
-    listener lists, or they look held by nothing (garbage)."""
+    listener lists, or they look held by nothing (garbage). (26 holders, and
+    batches of 4: the scans go through that list.)"""
+    monkeypatch.setattr(reftrace.heap, "SMALL_BATCH", 4)
     with reftrace.watch() as w:
         for agent in AGENTS:
             agent.events.listeners["chunk"].append(_Item())
