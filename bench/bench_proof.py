@@ -22,6 +22,8 @@ import statistics
 import sys
 import time
 
+from _args import parse_sizes
+
 import reftrace
 from reftrace.demo import agent as demo
 
@@ -74,15 +76,11 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - t0, result
 
 
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * scale)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100k,1M", help="heap sizes, e.g. 100k,1M,3M")
+    parser.add_argument(
+        "--sizes", default="100k,1M", type=parse_sizes, help="heap sizes, e.g. 100k,1M,3M"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs per size (medians)")
     args = parser.parse_args()
     if args.repeat < 1:
@@ -96,7 +94,7 @@ def main() -> int:
         f"{'heap objects':>13} {'gc.collect':>11} {'watch':>9} {'prove=True':>11} "
         f"{'proof':>9} {'proof/collect':>14} {'locate':>9} {'locate/watch':>13}"
     )
-    for size in (parse_size(s) for s in args.sizes.split(",")):
+    for size in args.sizes:
         objects = build_heap(size)
         collect, plain, proving, proof, locating = [], [], [], [], []
         for _ in range(args.repeat):  # interleaved: drift hits each alike

@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Any
 
+from _args import parse_sizes
+
 import reftrace
 
 HEAP: dict[str, object] = {}
@@ -153,20 +155,16 @@ def run_size(size: int, repeat: int, iterations: int) -> dict[str, Any]:
     }
 
 
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * scale)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100k,1M", help="heap sizes, e.g. 100k,1M,3M")
+    parser.add_argument(
+        "--sizes", default="100k,1M", type=parse_sizes, help="heap sizes, e.g. 100k,1M,3M"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="soaks per size (medians)")
     parser.add_argument("--iterations", type=int, default=20, help="iterations per soak")
     parser.add_argument("--quick", action="store_true", help="100k objects, one soak")
     args = parser.parse_args()
-    sizes = [100_000] if args.quick else [parse_size(s) for s in args.sizes.split(",")]
+    sizes = [100_000] if args.quick else args.sizes
     repeat = 1 if args.quick else args.repeat
     if repeat < 1 or args.iterations < 8:
         parser.error("--repeat must be at least 1 and --iterations at least 8")

@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import _heap
+from _args import parse_sizes
 
 import reftrace
 
@@ -471,15 +472,11 @@ def _target(what: str, ratio: float, unit: str, sense: str, bound: float) -> str
     return f"{what} {ratio:.1f}x {unit} ({sense} {bound}: {'met' if met else 'MISSED'})"
 
 
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
-    return int(float(text.rstrip("km")) * scale)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100k,1M", help="heap sizes, e.g. 100k,1M,3M,10M")
+    parser.add_argument(
+        "--sizes", default="100k,1M", type=parse_sizes, help="heap sizes, e.g. 100k,1M,3M,10M"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs per size (medians)")
     parser.add_argument(
         "--tools-repeat",
@@ -491,7 +488,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="100k objects, one run of each")
     args = parser.parse_args()
-    sizes = [100_000] if args.quick else [parse_size(s) for s in args.sizes.split(",")]
+    sizes = [100_000] if args.quick else args.sizes
     repeat = 1 if args.quick else args.repeat
     tools_repeat = repeat if args.tools_repeat is None or args.quick else args.tools_repeat
     skip = {tool.strip() for tool in args.skip.split(",") if tool.strip()}
