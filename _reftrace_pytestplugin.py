@@ -464,12 +464,6 @@ def _drawn(render: Callable[[str], str], directory: str, nodeid: str, suffix: st
         written = render(path)
     except Exception as error:  # GraphvizNotFound (DOT still written), OSError
         return ["", f"retention graph not drawn: {error}"]
-    return ["", f"retention graph: {_shown(written)}"]
+    from reftrace.objects import short_path
 
-
-def _shown(path: str) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith("..") else relative
+    return ["", f"retention graph: {short_path(written)}"]
