@@ -340,12 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_traceback(exc: BaseException) -> str:
     """The traceback of ``exc`` from the first frame outside reftrace and importlib."""
-    from reftrace.soak import _is_own_file
+    from reftrace.objects import is_own_file
 
     tb = exc.__traceback__
     while tb is not None:
         filename = tb.tb_frame.f_code.co_filename
-        if not (_is_own_file(filename) or filename.startswith("<frozen importlib")):
+        if not (is_own_file(filename) or filename.startswith("<frozen importlib")):
             break
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))

@@ -30,14 +30,13 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from reftrace.objects import PACKAGE_DIR, short_path
+from reftrace.objects import is_own_file, short_path
 from reftrace.report import Frame, Report, StoreSite
 
 #: At most this many frames of a store's call stack are kept.
 MAX_FRAMES = 12
 
 _CONTAINERS = (list, dict, set, collections.deque)
-_DEMO_DIR = os.path.join(PACKAGE_DIR, "demo") + os.sep
 
 
 class Slot:
@@ -90,12 +89,8 @@ def is_library(filename: str) -> bool:
     packages, frozen modules, and reftrace itself (its demo agent aside)."""
     if filename.startswith("<"):
         return True
-    return _is_own(filename) or os.path.abspath(filename).startswith(_LIBRARY_DIRS)
-
-
-def _is_own(filename: str) -> bool:
     path = os.path.abspath(filename)
-    return path.startswith(PACKAGE_DIR + os.sep) and not path.startswith(_DEMO_DIR)
+    return is_own_file(path) or path.startswith(_LIBRARY_DIRS)
 
 
 def _library_dirs() -> tuple[str, ...]:
@@ -170,7 +165,7 @@ class StoreTracer:
         frames: list[Frame] = []
         while frame is not None and frame is not self._stop and len(frames) < MAX_FRAMES:
             filename = frame.f_code.co_filename
-            if frames and _is_own(filename):
+            if frames and is_own_file(os.path.abspath(filename)):
                 break  # reftrace's own caller (locate, soak): not the program's
             line = lineno if not frames else frame.f_lineno
             frames.append(

@@ -173,9 +173,14 @@ def is_interned(s: str) -> bool:
 _DEMO_DIR = os.path.join(PACKAGE_DIR, "demo") + os.sep
 
 
-def is_own_code(code: types.CodeType) -> bool:
-    filename = code.co_filename
+def is_own_file(filename: str) -> bool:
+    """A source file of reftrace itself (an absolute path; the demo agent is a
+    program like any other)."""
     return filename.startswith(PACKAGE_DIR + os.sep) and not filename.startswith(_DEMO_DIR)
+
+
+def is_own_code(code: types.CodeType) -> bool:
+    return is_own_file(code.co_filename)
 
 
 def is_own_module(module: object) -> bool:

@@ -56,7 +56,6 @@ import inspect
 import json
 import math
 import operator
-import os
 import statistics
 import sys
 import time
@@ -73,10 +72,10 @@ from reftrace.analysis import make_path
 from reftrace.heap import HeapView
 from reftrace.locate import Slot, StoreTracer
 from reftrace.objects import (
-    PACKAGE_DIR,
     _type_module,
     _type_qualname,
     class_attribute,
+    is_own_file,
     referents_of_all,
     safe_sizeof,
     short_path,
@@ -725,12 +724,6 @@ _SITE_FILTERS = [
     tracemalloc.Filter(False, tracemalloc.__file__),
     tracemalloc.Filter(False, "<unknown>"),
 ]
-_DEMO_DIR = os.path.join(PACKAGE_DIR, "demo") + os.sep
-
-
-def _is_own_file(filename: str) -> bool:
-    """A file of reftrace itself (the demo agent is a program like any other)."""
-    return filename.startswith(PACKAGE_DIR + os.sep) and not filename.startswith(_DEMO_DIR)
 
 
 def _site_totals() -> tuple[dict[str, int], dict[str, int]]:
@@ -740,7 +733,7 @@ def _site_totals() -> tuple[dict[str, int], dict[str, int]]:
     counts: dict[str, int] = {}
     for stat in snapshot.statistics("lineno"):
         frame = stat.traceback[-1]
-        if _is_own_file(frame.filename):
+        if is_own_file(frame.filename):
             continue
         site = f"{short_path(frame.filename)}:{frame.lineno}"
         sizes[site] = sizes.get(site, 0) + stat.size
