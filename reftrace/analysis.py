@@ -33,7 +33,6 @@ from reftrace.report import (
     Root,
     Step,
     SurvivorGroup,
-    _Reader,
     weak_handle,
 )
 
@@ -195,7 +194,7 @@ def _prove_findings(
         heap.release_scan()
         heap._future_holders = None
 
-    def remaining_path(objects: list[object]) -> dict[str, Any] | None:
+    def remaining_path(objects: list[object]) -> Path | None:
         heap.referrer_cache.clear()
         ids = [id(obj) for obj in objects]
         for obj in objects:
@@ -205,7 +204,7 @@ def _prove_findings(
         for key in ids:
             result = found[key]
             if isinstance(result, Found):
-                return make_path(result, heap, heap.young_ids).to_dict(mask=False)
+                return make_path(result, heap, heap.young_ids)
         return None
 
     proofs: dict[str, Proof] = {}
@@ -223,22 +222,7 @@ def _prove_findings(
         if isinstance(box[0], str):
             proofs[signature] = Proof("unavailable", expression, reason=box[0])
             continue
-        outcome = prove(box, heap.young_ids, release, remaining_path)
-        remaining = None
-        if outcome.remaining is not None:
-            remaining = _Reader("<proof>").path({"path": outcome.remaining}, "remaining")
-        proofs[signature] = Proof(
-            outcome.status,
-            expression,
-            reason=outcome.reason,
-            freed_objects=outcome.freed_objects,
-            freed_bytes=outcome.freed_bytes,
-            freed_leaks=outcome.freed_leaks,
-            leaks=outcome.leaks,
-            freed_types=outcome.freed_types,
-            remaining=remaining,
-            seconds=outcome.seconds,
-        )
+        proofs[signature] = prove(box, expression, heap.young_ids, release, remaining_path)
     return proofs
 
 

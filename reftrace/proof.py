@@ -33,10 +33,11 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from reftrace.objects import referents, safe_sizeof, type_name
+from reftrace.report import Path, Proof, _Reader
 
 #: Seconds a child may take before it is killed and the proof is unavailable.
 DEFAULT_TIMEOUT = 60.0
@@ -49,21 +50,6 @@ class Cut:
     holder: object
     child: object
     label: str
-
-
-@dataclass
-class ProofResult:
-    """What the child found, as plain data (it crosses a pipe as JSON)."""
-
-    status: str  # "confirmed" | "not sufficient" | "unavailable"
-    reason: str = ""
-    freed_objects: int = 0
-    freed_bytes: int = 0
-    freed_leaks: int = 0
-    leaks: int = 0
-    freed_types: list[tuple[str, int]] = field(default_factory=list)
-    remaining: dict[str, Any] | None = None  # a Path as to_dict() data
-    seconds: float = 0.0
 
 
 def unavailable_reason() -> str:
@@ -145,36 +131,35 @@ def cut_reference(cut: Cut) -> str:
 
 def prove(
     box: list[Any],
+    cut: str,
     young_ids: set[int] | frozenset[int],
     release: Callable[[], None],
-    remaining_path: Callable[[list[object]], dict[str, Any] | None],
+    remaining_path: Callable[[list[object]], Path | None],
     timeout: float = DEFAULT_TIMEOUT,
-) -> ProofResult:
-    """Test a cut in a forked child.
+) -> Proof:
+    """Test a cut in a forked child; ``cut`` is the reference as code.
 
     ``box`` holds the ``Cut`` and the list of the finding's leaked objects; it
     is emptied, so that no frame of the child names them once the reference is
     cut. ``release`` drops every reference the analysis holds (called in the
     child only); ``remaining_path`` finds a root path to one of the given
-    objects, as data, or None.
+    objects, or None. The child sends its ``Proof`` back as report JSON.
     """
     reason = unavailable_reason()
     if reason:
         box.clear()
-        return ProofResult("unavailable", reason)
+        return Proof("unavailable", cut, reason)
     t0 = time.perf_counter()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns
         os.close(read_end)
         try:
-            result = _in_child(box, young_ids, release, remaining_path)
-            payload = json.dumps(result.__dict__)
+            result = _in_child(box, cut, young_ids, release, remaining_path)
         except BaseException as error:  # reported to the parent
-            reason = f"the proof failed: {error!r}"
-            payload = json.dumps({"status": "unavailable", "reason": reason})
+            result = Proof("unavailable", cut, f"the proof failed: {error!r}")
         try:
-            data = payload.encode()
+            data = json.dumps(result.to_dict(mask=False)).encode()
             while data:
                 data = data[os.write(write_end, data) :]
         finally:
@@ -188,7 +173,7 @@ def prove(
             left = deadline - time.monotonic()
             if left <= 0:
                 os.kill(pid, signal.SIGKILL)
-                return ProofResult("unavailable", f"the proof did not finish in {timeout:g} s")
+                return Proof("unavailable", cut, f"the proof did not finish in {timeout:g} s")
             ready, _, _ = select.select([read_end], [], [], left)
             if not ready:
                 continue
@@ -200,21 +185,20 @@ def prove(
         os.close(read_end)
         os.waitpid(pid, 0)
     try:
-        data = json.loads(b"".join(chunks) or b"{}")
-        result = ProofResult(**data)
-    except (ValueError, TypeError):
-        return ProofResult("unavailable", "the proof process ended without an answer")
-    result.freed_types = [(str(name), int(n)) for name, n in result.freed_types]
+        result = _Reader("<proof process>").proof(json.loads(b"".join(chunks)), "proof")
+    except ValueError:  # no answer, or not a proof (ReportFormatError is one)
+        return Proof("unavailable", cut, "the proof process ended without an answer")
     result.seconds = time.perf_counter() - t0
     return result
 
 
 def _in_child(
     box: list[Any],
+    expression: str,
     young_ids: set[int] | frozenset[int],
     release: Callable[[], None],
-    remaining_path: Callable[[list[object]], dict[str, Any] | None],
-) -> ProofResult:
+    remaining_path: Callable[[list[object]], Path | None],
+) -> Proof:
     cut: Cut | None = box[0]
     sizes, leak_ids = _candidates(list(box[1]), young_ids)
     box.clear()
@@ -222,7 +206,7 @@ def _in_child(
     problem = cut_reference(cut)
     cut = None
     if problem:
-        return ProofResult("unavailable", f"the suspect reference cannot be cut: {problem}")
+        return Proof("unavailable", expression, f"the suspect reference cannot be cut: {problem}")
     release()
     gc.collect()
     gc.collect()
@@ -230,8 +214,9 @@ def _in_child(
     freed = [key for key in sizes if key not in alive]
     survivors = [key for key in leak_ids if key in alive]
     types_freed = collections.Counter(sizes[key][2] for key in leak_ids if key not in alive)
-    result = ProofResult(
+    result = Proof(
         "confirmed",
+        expression,
         freed_objects=sum(sizes[key][1] for key in freed),
         freed_bytes=sum(sizes[key][0] for key in freed),
         freed_leaks=len(leak_ids) - len(survivors),
