@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from reftrace.report import Report, SurvivorGroup
 
 _WATCH = pytest.StashKey["reftrace.Watch"]()
+_MACHINERY_KEY = pytest.StashKey[tuple[frozenset[str], tuple[str, ...]]]()
 
 #: Packages that are pytest's own machinery, besides the plugins it loaded.
 _MACHINERY = (
@@ -359,7 +360,15 @@ def _headline(item: pytest.Item, report: Report, survivors: list[SurvivorGroup])
 
 def _machinery(config: pytest.Config) -> tuple[frozenset[str], tuple[str, ...]]:
     """Top-level packages of pytest and of the plugins it loaded (conftest
-    files are the project's own code, not machinery), and their directories."""
+    files are the project's own code, not machinery), and their directories;
+    worked out once per session (the plugins are all loaded by the first test)."""
+    found = config.stash.get(_MACHINERY_KEY, None)
+    if found is None:
+        found = config.stash[_MACHINERY_KEY] = _find_machinery(config)
+    return found
+
+
+def _find_machinery(config: pytest.Config) -> tuple[frozenset[str], tuple[str, ...]]:
     names = set(_MACHINERY)
     for _plugin, dist in config.pluginmanager.list_plugin_distinfo():
         for entry in getattr(dist, "entry_points", ()):
