@@ -1,10 +1,11 @@
 """Capture: gc and tracemalloc state before and after a watched block.
 
-On entry: a full ``gc.collect()``, then ``gc.freeze()`` moves every object
-alive at that moment into the permanent generation. At exit the ordinary
-generations hold exactly the block's new tracked objects, so finding them
-costs O(new), not O(heap); ``gc.unfreeze()`` then makes the old heap visible
-to the referrer search again. When the program has frozen objects itself
+On entry: ``gc.freeze()`` moves every object alive at that moment into the
+permanent generation, then ``gc.collect()`` empties the free lists (with
+nothing left to walk, it costs microseconds, not a pass over the heap). At
+exit the ordinary generations hold exactly the block's new tracked objects,
+so finding them costs O(new), not O(heap); ``gc.unfreeze()`` then makes the
+old heap visible to the referrer search again. When the program has frozen objects itself
 (``gc.get_freeze_count() > 0``) unfreezing would undo its work, so the
 capture falls back to a set of the ids alive on entry.
 
@@ -92,14 +93,20 @@ class Capture:
         with _ACTIVE_LOCK:
             for other in _ACTIVE:
                 other._demote()
-            gc.collect()
-            t1 = time.perf_counter()
             frozen = gc.get_freeze_count()
             self.freeze_mode = not _ACTIVE and (frozen == 0 or frozen == _interpreter_frozen())
             if self.freeze_mode:
+                # Frozen first, the collection then has nothing to walk: it
+                # costs nothing on any heap, yet it still empties the free
+                # lists. Garbage left from before the block is frozen with the
+                # rest: it is old, nothing the block runs can reach it, and
+                # the next collection after the watch frees it.
                 gc.freeze()
+                gc.collect()
             else:
+                gc.collect()
                 self.old_ids = set(map(id, gc.get_objects()))
+            t1 = time.perf_counter()
             _ACTIVE.append(self)
         if not self.started_tracing:
             self.before = tracemalloc.take_snapshot()
