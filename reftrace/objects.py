@@ -9,6 +9,7 @@ a method a user type could override.
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import os
 import sys
@@ -229,7 +230,17 @@ def code_location(code: types.CodeType, lineno: int | None = None) -> str:
 def short_path(filename: str) -> str:
     """A file name relative to the working directory when it lies below it."""
     try:
-        rel = os.path.relpath(filename)
+        cwd = os.getcwd()
+    except OSError:  # the working directory was removed
+        return filename
+    return _short_path(cwd, filename)
+
+
+@functools.lru_cache(maxsize=1024)
+def _short_path(cwd: str, filename: str) -> str:
+    # Cached: a report names the same few files for thousands of objects.
+    try:
+        rel = os.path.relpath(filename, cwd)
     except ValueError:
         return filename
     return filename if rel.startswith("..") else rel
