@@ -602,8 +602,8 @@ def _survivor_groups(
     entry_ids = [id(young[i]) for i in state.entries]
     for i in state.entries:
         heap.nodes[id(young[i])] = young[i]
-    holders = heap.referrers(entry_ids)
     young_ids = state.young_ids
+    holders = heap.covering_holders(entry_ids, young_ids)
 
     # Group entries by (old holder, kind of reference), or by a direct root.
     groups: dict[tuple[int, str], list[int]] = {}

@@ -20,11 +20,13 @@ frames of its functions) is excluded from every answer.
 from __future__ import annotations
 
 import gc
+import random
 import sys
 import types
 from collections import Counter
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from itertools import compress
+from itertools import compress, islice
 
 from reftrace import frames as _frames
 from reftrace.objects import (
@@ -41,6 +43,8 @@ from reftrace.objects import (
 SMALL_BATCH = 100
 _CHUNK = 1024
 _SUBCHUNK = 32
+#: Batches of survivors whose holders are looked up before a forward scan.
+_COVERING_ROUNDS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +217,47 @@ class HeapView:
                     result[key].append(id(holder))
         self.referrer_cache.update(result)
         result.update(cached)
+        return result
+
+    def covering_holders(self, ids: list[int], young: AbstractSet[int]) -> dict[int, list[int]]:
+        """Holders of many objects that share few holders, as a block's
+        survivors do (thousands appended to one old list): one
+        ``gc.get_referrers`` call for a batch, then each old holder it finds
+        answers for every other object of ``ids`` it refers to, from its own
+        referents. An object answered for that way gets that holder, not its
+        full list of referrers. A batch whose holders answer for fewer other
+        objects than twice its size means the holders are many: the rest get
+        one forward scan, as they do after a few batches.
+        """
+        result: dict[int, list[int]] = {key: [] for key in ids}
+        remaining = dict.fromkeys(ids)
+        rounds = 0
+        while len(remaining) > SMALL_BATCH and rounds < _COVERING_ROUNDS:
+            rounds += 1
+            if rounds == 1:
+                # A sample of all of them, where the biggest groups show up
+                # first; drawn at random, as a fixed step would follow a
+                # pattern of the block's (every other object to one place).
+                batch = random.Random(0).sample(list(remaining), SMALL_BATCH)
+            else:
+                # What is left comes in creation order, where neighbours were
+                # often stored in different places (round-robin, per key).
+                batch = list(islice(remaining, SMALL_BATCH))
+            found = self.referrers(batch)
+            before = len(remaining)
+            for key in batch:
+                result[key] = found[key]
+                del remaining[key]
+            old = {h for key in batch for h in found[key] if h not in young}
+            for holder_id in old:
+                for key in map(id, referents(self.nodes[holder_id])):
+                    if key in remaining:
+                        result[key].append(holder_id)
+                        del remaining[key]
+            if before - len(remaining) < 2 * SMALL_BATCH:
+                break  # its holders answered for fewer others than it held itself
+        if remaining:
+            result.update(self.referrers(list(remaining)))
         return result
 
     def _distribute(self, holders: list[object], result: dict[int, list[int]]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gc
 import json
+import re
 import sys
 import threading
 import tracemalloc
@@ -237,6 +238,33 @@ def test_new_dicts_stay_new_when_dicts_were_freed_just_before_the_block():
     (group,) = w.report.survivors
     assert group.attachment == "REGISTRY[*]"
     assert dict(group.top_types) == {"dict": 50, "list": 50}
+
+
+HOLDERS: list[list[object]] = [[] for _ in range(300)]
+
+
+def test_survivors_shared_by_one_holder_and_spread_over_many_are_all_grouped():
+    # 2,000 in one old list (one referrer scan answers for all of them), then
+    # one in each of 300 old lists (no holder answers for another: the rest
+    # are found by a forward scan).
+    try:
+        with reftrace.watch() as w:
+            for _ in range(2_000):
+                REGISTRY.append(Payload(1))
+            for holder in HOLDERS:
+                holder.append(Payload(1))
+        groups = w.report.survivors
+        assert groups[0].attachment == "REGISTRY[*]"
+        assert dict(groups[0].top_types)["Payload"] == 2_000
+        spread = groups[1:]
+        assert len(spread) == 300
+        assert all(dict(g.top_types)["Payload"] == 1 for g in spread)
+        named = {g.attachment for g in spread if g.path}
+        assert len(named) == 49  # the 50 largest groups get a path
+        assert all(re.fullmatch(r"HOLDERS\[\d+\]\[0\]", a) for a in named)
+    finally:
+        for holder in HOLDERS:
+            holder.clear()
 
 
 def test_handles_in_the_watching_function_are_not_leaks():
