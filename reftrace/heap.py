@@ -43,6 +43,10 @@ from reftrace.objects import (
 SMALL_BATCH = 100
 _CHUNK = 1024
 _SUBCHUNK = 32
+#: From this many allocated memory blocks on (about 500,000 objects), what
+#: module globals hold is indexed (HeapView.global_container).
+GLOBAL_CONTAINERS_MIN_BLOCKS = 2_000_000
+_INDEXED_REFERENTS = 1_000
 #: Batches of survivors whose holders are looked up before a forward scan.
 _COVERING_ROUNDS = 4
 
@@ -118,6 +122,9 @@ class HeapView:
         self.exception = exception
         self._all: list[object] | None = None
         self._future_holders: dict[int, list[object]] | None = None
+        self._globals: dict[int, dict[str, object]] | None = None
+        self._global_containers: dict[int, object] | None = None
+        self._container_modules: dict[int, dict[str, object]] = {}
         #: Every object the analysis has touched, by id: the only place it keeps them.
         self.nodes: dict[int, object] = {}
         #: Referrer ids found so far, by id: the leak and survivor searches share scans.
@@ -140,6 +147,61 @@ class HeapView:
         if self.exception_id and id(obj) == self.exception_id:
             found.append(RootEdge("exception", 0))
         return found
+
+    def module_holder(self, key: int) -> dict[str, object] | None:
+        """A module dict holding the object ``key`` as a global (or as a key),
+        the first in ``sys.modules`` order; None when none does.
+
+        Read from the module dicts themselves, indexed once: a search whose
+        frontier holds a global ends at that level without a heap scan.
+        """
+        if self._globals is None:
+            index: dict[int, dict[str, object]] = {}
+            self.own.add(id(index))
+            for namespace in reversed(self.module_namespaces):
+                index.update(dict.fromkeys(map(id, referents(namespace)), namespace))
+            self._globals = index
+        return self._globals.get(key)
+
+    def global_container(self, key: int) -> tuple[object, dict[str, object]] | None:
+        """An object a module global refers to directly that holds ``key``,
+        with that module's dict; None when none does, or when the heap is too
+        small for the index to pay.
+
+        Indexed once from the globals themselves (containers of up to
+        ``_INDEXED_REFERENTS`` references; modules and module dicts left
+        out): a search meeting one ends a level early, without a scan. The
+        index costs about what one scan of half a million objects does, so
+        it is built only on a heap that big (read in O(1) from the number of
+        memory blocks the interpreter has allocated, about 4 per object).
+        """
+        if self._global_containers is None:
+            if sys.getallocatedblocks() < GLOBAL_CONTAINERS_MIN_BLOCKS:
+                return None
+            # Both dicts are reftrace's own: no scan counts them as holders.
+            index: dict[int, object] = {}
+            modules = self._container_modules
+            self.own.update((id(index), id(modules)))
+            for namespace in reversed(self.module_namespaces):
+                for value in list(dict.values(namespace)):
+                    if (
+                        not gc.is_tracked(value)
+                        or id(value) in self.module_dicts
+                        or isinstance(value, types.ModuleType)
+                        or self.excluded(value)
+                    ):
+                        continue
+                    held = referents(value)
+                    if len(held) <= _INDEXED_REFERENTS:
+                        index.update(dict.fromkeys(map(id, held), value))
+                        modules[id(value)] = namespace
+                    del held
+                value = None
+            self._global_containers = index
+        container = self._global_containers.get(key)
+        if container is None:
+            return None
+        return container, self._container_modules[id(container)]
 
     def made_in_block(self, key: int) -> bool:
         return key in self.young_ids or key in self.new_untracked

@@ -89,6 +89,9 @@ def shortest_paths(
                 search.result = found.get(search) or NotFound("")
             walked.update(active)
             break
+        # A global at this level is a root no other root here beats (module
+        # roots rank first): that search ends without a scan of the heap.
+        active = [s for s in active if not _held_by_a_global(s, heap, depth, max_depth)]
         pending = [key for s in active for key in s.frontier if key not in referrers]
         if pending:
             heap.referrers(list(dict.fromkeys(pending)))  # fills the cache
@@ -122,6 +125,53 @@ def _held_unseen(result: Found | NotFound | None) -> bool:
     if isinstance(result, Found):
         return result.root.kind == "hidden"
     return isinstance(result, NotFound) and not (result.garbage or result.caller_held)
+
+
+def _held_by_a_global(search: _Search, heap: HeapView, depth: int, max_depth: int | None) -> bool:
+    """End ``search`` without a scan when a module global holds its frontier
+    (a root at this level, and module roots rank first), or when nothing
+    roots the frontier here and a global's direct referent holds it (a
+    module root at the next level, which nothing there outranks)."""
+    handles = False
+    for key in search.frontier:
+        namespace = heap.module_holder(key)
+        if namespace is None:
+            continue
+        if _handle(heap, id(namespace), key):
+            handles = True  # another module may hold it too: the scan tells
+            continue
+        _end(search, heap, namespace, [key])
+        return True
+    if handles or (max_depth is not None and depth >= max_depth):
+        return False
+    if any(heap.direct_roots(heap.nodes[key]) for key in search.frontier):
+        return False  # a frame or the exception roots it at this level
+    for key in search.frontier:
+        found = heap.global_container(key)
+        if found is None:
+            continue
+        container, namespace = found
+        holder = id(container)
+        if holder in search.toward_target or _handle(heap, id(namespace), holder):
+            continue
+        heap.nodes[holder] = container
+        search.toward_target[holder] = key
+        search.distance[holder] = depth + 1
+        _end(search, heap, namespace, [holder, key])
+        return True
+    return False
+
+
+def _handle(heap: HeapView, namespace: int, key: int) -> bool:
+    """A global the watching module-level code bound to a new object: a handle."""
+    return namespace == heap.caller_namespace and heap.made_in_block(key)
+
+
+def _end(search: _Search, heap: HeapView, namespace: dict[str, object], chain: list[int]) -> None:
+    holder = id(namespace)
+    heap.nodes[holder] = namespace
+    root = RootEdge("module", holder, module=heap.module_dicts[holder])
+    search.result = Found(root, chain[:-1] + search.chain_from(chain[-1]))
 
 
 def _advance(

@@ -20,11 +20,12 @@ heap the report must then:
 - never step through a weak reference (``gc.get_referents`` of a weak
   reference does not return its referent, so such a step fails the check).
 
-The same heaps are searched a second way: forward from the roots from the
-first level (the search long chains switch to), which must give the same
-answers.
+The same heaps are searched two more ways, which must give the same
+answers: forward from the roots from the first level (the search long chains
+switch to), and with what the globals hold indexed (which big heaps use to
+end a search a level early without a scan).
 
-CI runs 1,000 heaps (and 300 for the forward search); a longer run:
+CI runs 1,000 heaps (and 300 for each other way); a longer run:
 ``REFTRACE_PROPERTY_EXAMPLES=20000 python -m pytest tests/test_paths_property.py``.
 """
 
@@ -235,6 +236,21 @@ def test_forward_search_gives_the_same_paths(model: Model) -> None:
         check(model)
     finally:
         reftrace.paths.SWITCH_DEPTH = switch
+
+
+@settings(
+    max_examples=max(300, EXAMPLES // 3),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(heaps())
+def test_the_index_of_what_globals_hold_gives_the_same_paths(model: Model) -> None:
+    blocks = reftrace.heap.GLOBAL_CONTAINERS_MIN_BLOCKS
+    reftrace.heap.GLOBAL_CONTAINERS_MIN_BLOCKS = 0  # built on any heap, not only big ones
+    try:
+        check(model)
+    finally:
+        reftrace.heap.GLOBAL_CONTAINERS_MIN_BLOCKS = blocks
 
 
 def check(model: Model) -> None:

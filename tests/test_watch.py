@@ -316,6 +316,53 @@ def test_local_variable_of_another_running_frame_is_a_frame_root():
     assert leak.path.steps[0].label == "local 'kept_here'"
 
 
+@pytest.mark.parametrize("indexed", [False, True], ids=["scanned", "globals indexed"])
+def test_a_frame_local_is_a_nearer_root_than_a_global_list(monkeypatch, indexed):
+    # Held by a running frame's local (no step) and by a global list (one
+    # step): the frame is the shortest root, also when what globals hold is
+    # indexed (as on a big heap), which could end the search at REGISTRY[0].
+    if indexed:
+        monkeypatch.setattr(reftrace.heap, "GLOBAL_CONTAINERS_MIN_BLOCKS", 0)
+    handed, holding, release = [], threading.Event(), threading.Event()
+
+    def worker():
+        while not handed:
+            holding.wait(0.01)
+        kept_here = handed.pop()
+        holding.set()
+        release.wait()
+        del kept_here
+
+    thread = threading.Thread(target=worker, name="holder-thread")
+    thread.start()
+    try:
+        with reftrace.watch() as w:
+            payload = w.track(Payload())
+            REGISTRY.append(payload)
+            handed.append(payload)
+            del payload
+            assert holding.wait(10)
+    finally:
+        release.set()
+        thread.join()
+    leak = only_leak(w.report)
+    assert leak.path.root.kind == "frame"
+    assert [step.label for step in leak.path.steps] == ["local 'kept_here'"]
+
+
+def test_a_global_container_ends_the_search_with_the_same_path(monkeypatch):
+    def leak_through_service() -> reftrace.Report:
+        with reftrace.watch() as w:
+            SERVICE.events.on("chunk", w.track(Payload()).on_event)
+        SERVICE.events._listeners.clear()
+        return w.report
+
+    scanned = only_leak(leak_through_service()).path.expression
+    monkeypatch.setattr(reftrace.heap, "GLOBAL_CONTAINERS_MIN_BLOCKS", 0)
+    assert only_leak(leak_through_service()).path.expression == scanned
+    assert scanned == "SERVICE.events._listeners['chunk'][0].__self__"
+
+
 def test_closure_cell_is_labelled_with_its_variable_name():
     def register(target):
         def callback():
