@@ -10,10 +10,12 @@ descriptors so no user ``__getattr__``, ``__eq__`` or ``__repr__`` runs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import gc
 import sys
 import types
+import weakref
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -229,6 +231,9 @@ def _edge(parent: object, child: object) -> Edge | None:
     future = _future_edge(parent, child)
     if future is not None:
         return future
+    found = _inline_attr(parent, child)
+    if found is not None:
+        return found
     namespace = instance_dict(parent)
     if namespace is not None:
         if namespace is child:
@@ -237,6 +242,65 @@ def _edge(parent: object, child: object) -> Edge | None:
         if found is not None:
             return found
     return _slot_edge(parent, child)
+
+
+_MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT, 3.11+
+#: Attribute names a class's own code uses, by class (see _inline_attr).
+_NAMES: weakref.WeakKeyDictionary[type, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _inline_attr(parent: object, child: object) -> Edge | None:
+    """The attribute of an instance with inline values (3.11+) holding
+    ``child``, found without reading ``__dict__``: that would make the dict
+    (a new object in the program's heap, and one more reference on every
+    later path through the instance). The names tried are those the class's
+    own code uses; an attribute only other code sets is found through
+    ``__dict__`` after all.
+    """
+    cls = type(parent)
+    if sys.version_info < (3, 11) or not cls.__flags__ & _MANAGED_DICT:
+        return None
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _class_names(cls)
+        with contextlib.suppress(TypeError):
+            _NAMES[cls] = names
+    for name in names:
+        try:
+            value = object.__getattribute__(parent, name)
+        except Exception:
+            continue
+        if value is child:
+            return Edge("attr", f".{name}", f".{name}")
+    return None
+
+
+def _class_names(cls: type) -> tuple[str, ...]:
+    """Names used by the code of ``cls`` and its bases, that no class in its
+    MRO defines: looked up on an instance, they can only come from its own
+    attributes, and no descriptor (user code) runs."""
+    defined: set[str] = set()
+    codes: list[types.CodeType] = []
+    for klass in _type_mro(cls):
+        for name, value in list(_type_dict(klass).items()):
+            defined.add(name)
+            # Only types whose attributes are known: no user code runs here.
+            kind = type(value)
+            if kind is staticmethod or kind is classmethod:
+                functions = [value.__func__]
+            elif kind is property:
+                functions = [value.fget, value.fset, value.fdel]
+            elif kind is functools.cached_property:
+                functions = [value.func]
+            else:
+                functions = [value]
+            codes.extend(f.__code__ for f in functions if type(f) is types.FunctionType)
+    names: dict[str, None] = {}
+    while codes:
+        code = codes.pop()
+        names.update(dict.fromkeys(code.co_names))
+        codes.extend(c for c in code.co_consts if type(c) is types.CodeType)
+    return tuple(n for n in names if n not in defined and n.isidentifier())
 
 
 def _future_edge(parent: object, child: object) -> Edge | None:

@@ -363,6 +363,38 @@ def test_a_global_container_ends_the_search_with_the_same_path(monkeypatch):
     assert scanned == "SERVICE.events._listeners['chunk'][0].__self__"
 
 
+class Box:
+    def __init__(self) -> None:
+        self.items: list[object] = []
+
+
+BOX = Box()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="instances keep a real __dict__ before 3.11")
+def test_labelling_an_attribute_leaves_the_instance_without_a_dict():
+    # Reading __dict__ would make one (a new object in the program's heap,
+    # and one more step on every later path through the instance).
+    for _ in range(2):  # the second search walks the same instance
+        with reftrace.watch() as w:
+            BOX.items.append(w.track(Payload(1)))
+        assert only_leak(w.report).path.expression == "BOX.items[0]"
+        assert not any(type(r) is dict for r in gc.get_referents(BOX))
+        BOX.items.clear()
+
+
+def test_an_attribute_set_from_outside_the_class_is_still_named():
+    box = Box()
+    box.extra = []  # no code of Box names it
+    REGISTRY.append(box)
+    try:
+        with reftrace.watch() as w:
+            box.extra.append(w.track(Payload(1)))
+        assert only_leak(w.report).path.expression == "REGISTRY[0].extra[0]"
+    finally:
+        box.extra.clear()
+
+
 def test_closure_cell_is_labelled_with_its_variable_name():
     def register(target):
         def callback():
