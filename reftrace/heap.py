@@ -122,7 +122,6 @@ class HeapView:
         self.exception = exception
         self._all: list[object] | None = None
         self._future_holders: dict[int, list[object]] | None = None
-        self._globals: dict[int, dict[str, object]] | None = None
         self._global_containers: dict[int, object] | None = None
         self._container_modules: dict[int, dict[str, object]] = {}
         #: Every object the analysis has touched, by id: the only place it keeps them.
@@ -148,20 +147,28 @@ class HeapView:
             found.append(RootEdge("exception", 0))
         return found
 
-    def module_holder(self, key: int) -> dict[str, object] | None:
-        """A module dict holding the object ``key`` as a global (or as a key),
-        the first in ``sys.modules`` order; None when none does.
+    def module_holders(self, keys: AbstractSet[int]) -> dict[int, dict[str, object]]:
+        """For the objects of ``keys`` that are globals (or keys) of a module,
+        the first such module's dict in ``sys.modules`` order.
 
-        Read from the module dicts themselves, indexed once: a search whose
-        frontier holds a global ends at that level without a heap scan.
+        Read from the module dicts themselves, in C but for the hits (about a
+        millisecond for a thousand modules): a search whose frontier holds a
+        global ends at that level without a heap scan. Asked afresh at each
+        level rather than indexed once: an index of every global's id (ten
+        thousand ints), alive through each analysis, grew a small process
+        from 34 to 77 MB of resident memory over 3,000 watches on 3.13 (its
+        objects and memory blocks stayed flat: arenas the ints fragmented).
         """
-        if self._globals is None:
-            index: dict[int, dict[str, object]] = {}
-            self.own.add(id(index))
-            for namespace in reversed(self.module_namespaces):
-                index.update(dict.fromkeys(map(id, referents(namespace)), namespace))
-            self._globals = index
-        return self._globals.get(key)
+        found: dict[int, dict[str, object]] = {}
+        for namespace in self.module_namespaces:
+            held = referents(namespace)
+            if not keys.isdisjoint(map(id, held)):
+                for obj in held:
+                    key = id(obj)
+                    if key in keys and key not in found:
+                        found[key] = namespace
+            del held
+        return found
 
     def global_container(self, key: int) -> tuple[object, dict[str, object]] | None:
         """An object a module global refers to directly that holds ``key``,

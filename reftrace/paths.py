@@ -91,7 +91,8 @@ def shortest_paths(
             break
         # A global at this level is a root no other root here beats (module
         # roots rank first): that search ends without a scan of the heap.
-        active = [s for s in active if not _held_by_a_global(s, heap, depth, max_depth)]
+        globals_ = heap.module_holders({key for s in active for key in s.frontier})
+        active = [s for s in active if not _held_by_a_global(s, heap, globals_, depth, max_depth)]
         pending = [key for s in active for key in s.frontier if key not in referrers]
         if pending:
             heap.referrers(list(dict.fromkeys(pending)))  # fills the cache
@@ -127,14 +128,20 @@ def _held_unseen(result: Found | NotFound | None) -> bool:
     return isinstance(result, NotFound) and not (result.garbage or result.caller_held)
 
 
-def _held_by_a_global(search: _Search, heap: HeapView, depth: int, max_depth: int | None) -> bool:
+def _held_by_a_global(
+    search: _Search,
+    heap: HeapView,
+    globals_: dict[int, dict[str, object]],
+    depth: int,
+    max_depth: int | None,
+) -> bool:
     """End ``search`` without a scan when a module global holds its frontier
     (a root at this level, and module roots rank first), or when nothing
     roots the frontier here and a global's direct referent holds it (a
     module root at the next level, which nothing there outranks)."""
     handles = False
     for key in search.frontier:
-        namespace = heap.module_holder(key)
+        namespace = globals_.get(key)
         if namespace is None:
             continue
         if _handle(heap, id(namespace), key):
