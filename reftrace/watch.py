@@ -12,6 +12,7 @@ Example (a script; it prints ``['CACHE[0]']``)::
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -194,9 +195,18 @@ class Watch:
         # (acquire/release, not `with`: on 3.10 the bound __exit__ it keeps on
         # the stack would be a new object of the block, held out of sight)
         _ANALYSIS_LOCK.acquire()
+        # The automatic collector waits for the analysis: the exit collection
+        # (of the block's objects only) leaves CPython counting few long-lived
+        # objects, so its next automatic collection is a full one, a pass
+        # over the whole heap (5 s at 10M objects) that would otherwise land
+        # in the middle of the report; it runs once the program goes on.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             report = self._analyse(exc, caller)
         finally:
+            if collecting:
+                gc.enable()
             _ANALYSIS_LOCK.release()
         del caller
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
