@@ -30,7 +30,6 @@ from itertools import compress, islice
 
 from reftrace import frames as _frames
 from reftrace.objects import (
-    BROKEN_ASYNCIO_TRAVERSE,
     is_immortal,
     is_own,
     module_dict,
@@ -252,7 +251,7 @@ class HeapView:
         # 3.13 returns the argument tuple of get_referrers among the referrers.
         self.own.add(id(batch))
         try:
-            if len(batch) <= SMALL_BATCH and not BROKEN_ASYNCIO_TRAVERSE:
+            if len(batch) <= SMALL_BATCH:
                 found = gc.get_referrers(*batch)
                 self._distribute(found, result)
                 del found
@@ -396,14 +395,7 @@ class HeapView:
 
 def _all_referrers(batch: list[object]) -> list[object]:
     """Every tracked object referring to a batch member, reftrace's own included."""
-    if not BROKEN_ASYNCIO_TRAVERSE:
-        return gc.get_referrers(*batch)
-    want = set(map(id, batch))
-    found = []
-    for obj in gc.get_objects():
-        if not want.isdisjoint(map(id, referents(obj))):
-            found.append(obj)
-    return found
+    return gc.get_referrers(*batch)
 
 
 def _visible_counts(batch: list[object], holders: list[object]) -> dict[int, int]:

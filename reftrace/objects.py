@@ -48,8 +48,8 @@ _UNTRACKABLE_TYPES = (
 # CPython 3.12.0-3.12.4 (gh-122695): traversing the `_asyncio` module walks a
 # free list of already-freed iterator objects; `gc.get_referents` then hands
 # out freed memory and the process hangs or runs out of memory. reftrace never
-# traverses that module there, and finds referrers by its own scans (which can
-# skip it) instead of `gc.get_referrers` (which cannot).
+# asks for that module's referents there. `gc.get_referrers` is safe: its
+# visit only compares addresses, as the collector's own passes do.
 BROKEN_ASYNCIO_TRAVERSE = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 5)
 
 

@@ -3,6 +3,7 @@ objects, interrupted reports, thousands of watches, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import itertools
 import json
@@ -405,6 +406,30 @@ def test_weak_proxies_and_c_objects_without_a_dict():
     text = str(w.report)
     assert "repeat" in text
     del payload
+
+
+def test_freed_asyncio_future_iterators_break_neither_scan():
+    # gh-122695 (3.12.0-3.12.4): the _asyncio module's traverse walks the
+    # iterators it freed. The referrer scans (gc.get_referrers) must survive
+    # that, and the forward scans must never ask for that module's referents
+    # (gc.get_referents would hand the freed iterators out).
+    loop = asyncio.new_event_loop()
+    try:
+        for _ in range(50):
+            iterator = iter(loop.create_future())
+            del iterator
+        gc.collect()
+        lists: list[list[object]] = [[] for _ in range(300)]
+        HOLDER["lists"] = lists
+        with reftrace.watch() as w:
+            HOLDER["x"] = w.track(Payload())
+            for held in lists:  # one survivor in each of 300 old lists: a forward scan
+                held.append(Payload())
+            del held
+        assert only_leak(w.report).path.expression == "HOLDER['x']"
+        assert sum(dict(g.top_types).get("Payload", 0) for g in w.report.survivors) == 301
+    finally:
+        loop.close()
 
 
 # -- no self-leak ---------------------------------------------------------------------
