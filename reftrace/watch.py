@@ -31,6 +31,8 @@ T = TypeVar("T")
 #: Non-weakrefable tracked objects are checked for other holders this often.
 _SWEEP_EVERY = 64
 _ANALYSIS_LOCK = threading.RLock()
+#: A threshold the oldest generation's count of collections never reaches.
+_NEVER = 2**31 - 1
 
 
 class Watch:
@@ -195,18 +197,20 @@ class Watch:
         # (acquire/release, not `with`: on 3.10 the bound __exit__ it keeps on
         # the stack would be a new object of the block, held out of sight)
         _ANALYSIS_LOCK.acquire()
-        # The automatic collector waits for the analysis: the exit collection
-        # (of the block's objects only) leaves CPython counting few long-lived
-        # objects, so its next automatic collection is a full one, a pass
-        # over the whole heap (5 s at 10M objects) that would otherwise land
-        # in the middle of the report; it runs once the program goes on.
-        collecting = gc.isenabled()
-        gc.disable()
+        # The exit collection (of the block's objects only) leaves CPython
+        # counting few long-lived objects, so its next automatic collection
+        # of the oldest generation is a full one, a pass over the whole heap
+        # (5 s at 10M objects) that would otherwise land in the middle of the
+        # report: the oldest generation waits for the analysis, and runs once
+        # the program goes on. The young ones go on being collected, for
+        # every thread (disabling the collector left other threads' garbage,
+        # and tuples it would have untracked, piling up meanwhile).
+        thresholds = gc.get_threshold()
+        gc.set_threshold(thresholds[0], thresholds[1], _NEVER)
         try:
             report = self._analyse(exc, caller)
         finally:
-            if collecting:
-                gc.enable()
+            gc.set_threshold(*thresholds)
             _ANALYSIS_LOCK.release()
         del caller
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
