@@ -84,14 +84,10 @@ def _container_edge(parent: object, child: object) -> Edge | None:
     t = type(parent)  # never isinstance(): a lying __class__ is user code
     if issubclass(t, dict):
         mapping = cast("dict[object, object]", parent)
-        for key, value in list(dict.items(mapping)):
-            if value is child:
-                text = key_text(key)
-                return Edge("key", f"[{text}]", f"[{text}]")
-        for key in list(dict.keys(mapping)):
-            if key is child:
-                return Edge("dictkey", "<dict key>", ".keys()")
-        return None
+        try:
+            return _dict_edge(mapping, child)
+        except RuntimeError:  # another thread changed it meanwhile: read a copy
+            return _dict_edge(dict.copy(mapping), child)
     for base in (list, tuple, collections.deque):
         if issubclass(t, base):
             break
@@ -105,6 +101,20 @@ def _container_edge(parent: object, child: object) -> Edge | None:
         return None
     if issubclass(t, (set, frozenset)):
         return Edge("item", "<set item>", "{...}")
+    return None
+
+
+def _dict_edge(items: dict[object, object], child: object) -> Edge | None:
+    # Iterated in place: the items iterator reuses one tuple, where a list of
+    # the items would allocate one per entry (60,000 for one label of a big
+    # dict, enough to bring on a collection of the whole heap).
+    for key, value in dict.items(items):
+        if value is child:
+            text = key_text(key)
+            return Edge("key", f"[{text}]", f"[{text}]")
+    for key in dict.keys(items):
+        if key is child:
+            return Edge("dictkey", "<dict key>", ".keys()")
     return None
 
 
