@@ -22,7 +22,11 @@ def tests(session: nox.Session) -> None:
     # The path property test runs 1,000 random heaps on 3.11 and 300 on the
     # others (their own layouts still checked), to keep the whole run short.
     examples = {} if session.python == "3.11" else {"REFTRACE_PROPERTY_EXAMPLES": "300"}
-    session.run("python", "-m", "pytest", "-m", "not realworld", *session.posargs, env=examples)
+    # Two workers (pytest-xdist): each is a process of its own, so no two tests
+    # running at once share the gc, tracemalloc or thread state they check.
+    session.run(
+        "python", "-m", "pytest", "-n", "2", "-m", "not realworld", *session.posargs, env=examples
+    )
 
 
 @nox.session(python="3.11")
