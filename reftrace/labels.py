@@ -275,14 +275,7 @@ def _inline_attr(parent: object, child: object) -> Edge | None:
         names = _class_names(cls)
         with contextlib.suppress(TypeError):
             _NAMES[cls] = names
-    for name in names:
-        try:
-            value = object.__getattribute__(parent, name)
-        except Exception:
-            continue
-        if value is child:
-            return Edge("attr", f".{name}", f".{name}")
-    return None
+    return _named_attrs(parent, child, names)
 
 
 def _class_names(cls: type) -> tuple[str, ...]:
