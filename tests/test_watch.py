@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import json
@@ -289,7 +290,10 @@ def test_handle_does_not_hide_the_real_holder():
     del out
 
 
-def test_local_variable_of_another_running_frame_is_a_frame_root():
+@contextlib.contextmanager
+def held_by_a_thread_local():
+    """Yields a function that hands an object to another thread, which keeps
+    it in its local variable ``kept_here`` until the block ends."""
     handed, holding, release = [], threading.Event(), threading.Event()
 
     def worker():
@@ -300,15 +304,22 @@ def test_local_variable_of_another_running_frame_is_a_frame_root():
         release.wait()
         del kept_here
 
+    def hand(obj: object) -> None:
+        handed.append(obj)
+        assert holding.wait(10)
+
     thread = threading.Thread(target=worker, name="holder-thread")
     thread.start()
     try:
-        with reftrace.watch() as w:
-            handed.append(w.track(Payload()))
-            assert holding.wait(10)
+        yield hand
     finally:
         release.set()
         thread.join()
+
+
+def test_local_variable_of_another_running_frame_is_a_frame_root():
+    with held_by_a_thread_local() as hand, reftrace.watch() as w:
+        hand(w.track(Payload()))
     leak = only_leak(w.report)
     assert leak.path.root.kind == "frame"
     assert leak.path.root.name == "holder-thread"
@@ -323,28 +334,11 @@ def test_a_frame_local_is_a_nearer_root_than_a_global_list(monkeypatch, indexed)
     # indexed (as on a big heap), which could end the search at REGISTRY[0].
     if indexed:
         monkeypatch.setattr(reftrace.heap, "GLOBAL_CONTAINERS_MIN_BLOCKS", 0)
-    handed, holding, release = [], threading.Event(), threading.Event()
-
-    def worker():
-        while not handed:
-            holding.wait(0.01)
-        kept_here = handed.pop()
-        holding.set()
-        release.wait()
-        del kept_here
-
-    thread = threading.Thread(target=worker, name="holder-thread")
-    thread.start()
-    try:
-        with reftrace.watch() as w:
-            payload = w.track(Payload())
-            REGISTRY.append(payload)
-            handed.append(payload)
-            del payload
-            assert holding.wait(10)
-    finally:
-        release.set()
-        thread.join()
+    with held_by_a_thread_local() as hand, reftrace.watch() as w:
+        payload = w.track(Payload())
+        REGISTRY.append(payload)
+        hand(payload)
+        del payload
     leak = only_leak(w.report)
     assert leak.path.root.kind == "frame"
     assert [step.label for step in leak.path.steps] == ["local 'kept_here'"]
