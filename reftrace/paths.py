@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reftrace.heap import HeapView, RootEdge
+from reftrace.heap import HeapView, RootEdge, future_values
 from reftrace.objects import referents
 
 #: No limit on path length unless the user sets one.
@@ -309,13 +309,8 @@ def _forward(
                     visit(child, holder)
                 future = futures.get(id(holder))
                 if future is not None:
-                    for attr in ("_result", "_exception"):
-                        try:
-                            value = object.__getattribute__(future, attr)
-                        except Exception:
-                            continue
-                        if value is not None:
-                            visit(value, holder)
+                    for value in future_values(future):
+                        visit(value, holder)
             del current_level
             steps += 1
         found: dict[_Search, Found] = {}
