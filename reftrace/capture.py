@@ -5,9 +5,9 @@ permanent generation, then ``gc.collect()`` empties the free lists (with
 nothing left to walk, it costs microseconds, not a pass over the heap). At
 exit the ordinary generations hold exactly the block's new tracked objects,
 so finding them costs O(new), not O(heap); ``gc.unfreeze()`` then makes the
-old heap visible to the referrer search again. When the program has frozen objects itself
-(``gc.get_freeze_count() > 0``) unfreezing would undo its work, so the
-capture falls back to a set of the ids alive on entry.
+old heap visible to the referrer search again. When the program has frozen
+objects itself (``gc.get_freeze_count() > 0``) unfreezing would undo its
+work, so the capture falls back to a set of the ids alive on entry.
 
 ``tracemalloc`` traces only during the block (1 frame unless asked for more),
 so its cost follows what the block allocates, not the size of the heap.
