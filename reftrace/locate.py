@@ -116,7 +116,10 @@ class StoreTracer:
     def __init__(self, slots: dict[str, list[Slot]]) -> None:
         self.slots = {key: list(places) for key, places in slots.items() if places}
         self.states = {key: [slot.state() for slot in places] for key, places in self.slots.items()}
-        self.found: dict[str, StoreSite] = {}
+        #: (filename, line, function) from the store outwards, by key; the
+        #: source lines are read only when ``found`` is asked for (linecache
+        #: fills its cache: inside a watch around the call, that would show)
+        self._stores: dict[str, list[tuple[str, int, str]]] = {}
         self._previous: tuple[types.FrameType, int] | None = None
         self._old: Any = None
         self._stop: types.FrameType | None = None
@@ -132,6 +135,11 @@ class StoreTracer:
         self._previous = None
         self._stop = None
         self.slots.clear()
+
+    @property
+    def found(self) -> dict[str, StoreSite]:
+        """The store site of each key whose places changed, with its source lines."""
+        return {key: _store_site(frames) for key, frames in self._stores.items()}
 
     def _trace(self, frame: types.FrameType, event: str, arg: Any) -> Any:
         if self.slots:
@@ -154,38 +162,38 @@ class StoreTracer:
             return
         site = self._site()
         for key in changed:
-            if site is not None:
-                self.found[key] = site
+            if site:
+                self._stores[key] = site
             del self.slots[key]
 
-    def _site(self) -> StoreSite | None:
+    def _site(self) -> list[tuple[str, int, str]]:
         assert self._previous is not None
         frame: types.FrameType | None
         frame, lineno = self._previous
-        frames: list[Frame] = []
+        frames: list[tuple[str, int, str]] = []
         while frame is not None and frame is not self._stop and len(frames) < MAX_FRAMES:
             filename = frame.f_code.co_filename
             if frames and is_own_file(os.path.abspath(filename)):
                 break  # reftrace's own caller (locate, soak): not the program's
             line = lineno if not frames else frame.f_lineno
-            frames.append(
-                Frame(
-                    short_path(filename),
-                    line,
-                    frame.f_code.co_name,
-                    linecache.getline(filename, line).strip(),
-                )
-            )
+            frames.append((filename, line, frame.f_code.co_name))
             frame = frame.f_back
         del frame
-        if not frames:
-            return None
-        user = 0
-        for i, item in enumerate(frames):
-            if not is_library(item.filename):
-                user = i
-                break
-        return StoreSite(tuple(frames), user)
+        return frames
+
+
+def _store_site(raw: list[tuple[str, int, str]]) -> StoreSite:
+    """The store's frames, with their source lines, and the first of the program's own."""
+    frames = tuple(
+        Frame(short_path(filename), line, function, linecache.getline(filename, line).strip())
+        for filename, line, function in raw
+    )
+    user = 0
+    for i, item in enumerate(frames):
+        if not is_library(item.filename):
+            user = i
+            break
+    return StoreSite(frames, user)
 
 
 def trace_stores(call: Callable[[], Any], slots: dict[str, list[Slot]]) -> dict[str, StoreSite]:
