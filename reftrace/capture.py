@@ -15,20 +15,19 @@ so its cost follows what the block allocates, not the size of the heap.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import gc
-import os
 import sys
 import threading
 import time
 import tracemalloc
 from dataclasses import dataclass, field
 
+from reftrace.memory import interpreter_frozen
 from reftrace.objects import (
-    PACKAGE_DIR,
     allocation_site,
     is_own,
+    is_own_file,
     referents,
     referents_of_all,
     short_path,
@@ -94,7 +93,7 @@ class Capture:
             for other in _ACTIVE:
                 other._demote()
             frozen = gc.get_freeze_count()
-            self.freeze_mode = not _ACTIVE and (frozen == 0 or frozen == _interpreter_frozen())
+            self.freeze_mode = not _ACTIVE and (frozen == 0 or frozen == interpreter_frozen())
             if self.freeze_mode:
                 # Frozen first, the collection then has nothing to walk: it
                 # costs nothing on any heap, yet it still empties the free
@@ -220,7 +219,9 @@ class Capture:
         for row in rows:
             filename = row[0][-1].filename if len(row[0]) else "<unknown>"
             if filename not in excluded:
-                excluded[filename] = any(fnmatch.fnmatch(filename, p) for p in _EXCLUDED_SITES)
+                excluded[filename] = is_own_file(filename) or any(
+                    fnmatch.fnmatch(filename, p) for p in _EXCLUDED_SITES
+                )
             if not excluded[filename]:
                 kept.append(row)
         rows = kept
@@ -235,45 +236,14 @@ class Capture:
 
 #: Allocation sites left out of ``Report.allocations``: reftrace's own and the
 #: import machinery's (the allocating frame's file, matched with fnmatch).
+#: Allocation sites that are not the program's (besides reftrace's own files;
+#: its demo agent is a program like any other).
 _EXCLUDED_SITES = (
-    os.path.join(PACKAGE_DIR, "*"),
     tracemalloc.__file__,
     "<frozen importlib._bootstrap>",
     "<frozen importlib._bootstrap_external>",
     "<unknown>",
 )
-_ALLOCATION_FILTERS = [tracemalloc.Filter(False, pattern) for pattern in _EXCLUDED_SITES]
-
-
-_INTERPRETER_FROZEN: int | None = None
-
-
-def _interpreter_frozen() -> int:
-    """How many objects CPython itself left frozen at start-up.
-
-    3.12.0-3.12.1 start with the ``__mro__`` and ``__bases__`` tuples of the
-    static builtin types in the permanent generation. They are immortal and
-    hold only types, so unfreezing them along with the watched heap is
-    harmless; anything beyond them was frozen by the program and stays so.
-    """
-    global _INTERPRETER_FROZEN
-    if _INTERPRETER_FROZEN is None:
-        count = 0
-        if sys.version_info[:2] == (3, 12):
-            seen: set[int] = set()
-            stack: list[type] = [object]
-            while stack:
-                cls = stack.pop()
-                if id(cls) in seen:
-                    continue
-                seen.add(id(cls))
-                with contextlib.suppress(TypeError):
-                    stack.extend(type.__subclasses__(cls))
-                if not cls.__flags__ & (1 << 9):  # Py_TPFLAGS_HEAPTYPE
-                    for tup in {id(t): t for t in (cls.__mro__, cls.__bases__)}.values():
-                        count += gc.is_tracked(tup)
-        _INTERPRETER_FROZEN = count
-    return _INTERPRETER_FROZEN
 
 
 def _drop_presumed_old(young: list[object]) -> list[object]:

@@ -61,8 +61,9 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 from reftrace import labels
 from reftrace.analysis import make_path
-from reftrace.capture import _interpreter_frozen
+from reftrace.census import count_types, display_type, type_key
 from reftrace.heap import HeapView
+from reftrace.memory import interpreter_frozen
 from reftrace.objects import (
     _BUILTIN_DESCRIPTORS,
     _type_module,
@@ -79,7 +80,6 @@ from reftrace.renderers.graph import layout
 from reftrace.renderers.html import _graph, _wrap, trace_table
 from reftrace.renderers.text import NAME_LIMIT, REASON_LIMIT, human_size, render_path
 from reftrace.report import Path, target_path, write_atomic
-from reftrace.soak import _display, _type_key, count_types
 from reftrace.watch import _ANALYSIS_LOCK
 
 #: Rows ``str()`` shows: the largest types of a snapshot, the most grown of a diff.
@@ -253,7 +253,7 @@ class ObjectList(list[Any]):
         counts: Counter[str] = Counter()
         sizes: Counter[str] = Counter()
         for obj in self:
-            name = _display(_type_key(type(obj)))
+            name = display_type(type_key(type(obj)))
             counts[name] += 1
             sizes[name] += safe_sizeof(obj)
         return sorted(
@@ -580,7 +580,7 @@ def snapshot() -> Snapshot:
         _ANALYSIS_LOCK.release()
     notes = []
     # (Beyond the few builtin tuples 3.12.0-3.12.1 start with frozen.)
-    frozen = gc.get_freeze_count() - _interpreter_frozen()
+    frozen = gc.get_freeze_count() - interpreter_frozen()
     if frozen > 0:
         notes.append(
             f"{frozen:,} objects frozen with gc.freeze() are not counted: the gc does not "
@@ -697,7 +697,7 @@ def _measure(objects: list[object], tracing: bool) -> tuple[dict[str, int], dict
     for cls, n in counts.items():
         if n <= 0:
             continue
-        name = _display(_type_key(cls))
+        name = display_type(type_key(cls))
         by_name[name] = by_name.get(name, 0) + n
         size_by_name[name] = size_by_name.get(name, 0) + sizes[cls]
     return by_name, size_by_name, own_bytes
@@ -781,13 +781,13 @@ def _traced_bytes(own: list[object]) -> int:
 
 def _query_text(type_or_name: object) -> str:
     if isinstance(type_or_name, type):
-        return _display(_type_key(type_or_name))
+        return display_type(type_key(type_or_name))
     return str(type_or_name)
 
 
 def _name_matches(key: str, type_or_name: object) -> bool:
     if isinstance(type_or_name, type):
-        return key == _display(_type_key(type_or_name))
+        return key == display_type(type_key(type_or_name))
     if not isinstance(type_or_name, str):
         raise TypeError(f"expected a type or a type name, got {type(type_or_name).__name__}")
     return key == type_or_name or key.endswith("." + type_or_name)
@@ -803,11 +803,11 @@ def _query_matcher(type_or_name: object) -> Any:
     if not type_or_name:
         raise ValueError("expected a type or a type name, got an empty string")
     name = type_or_name
-    return lambda candidate: _name_matches(_display(_type_key(candidate)), name)
+    return lambda candidate: _name_matches(display_type(type_key(candidate)), name)
 
 
 def _key_matcher(keys: set[str]) -> Any:
-    return lambda candidate: _display(_type_key(candidate)) in keys
+    return lambda candidate: display_type(type_key(candidate)) in keys
 
 
 # -- objects, referrers, paths ---------------------------------------------------------
@@ -852,7 +852,7 @@ def _live_objects(
     if limit is not None:
         found = found[len(found) - limit :] if limit else []
     if not label:
-        names = list(dict.fromkeys(_display(_type_key(type(obj))) for obj in found[:1000]))
+        names = list(dict.fromkeys(display_type(type_key(type(obj))) for obj in found[:1000]))
         label = names[0] if len(names) == 1 else ""
     return ObjectList(found, label)
 
@@ -885,7 +885,7 @@ def _object_path(
     module_level = not caller.f_code.co_flags & 0x01
     _ANALYSIS_LOCK.acquire()
     try:
-        name = _display(_type_key(type(box[0])))
+        name = display_type(type_key(type(box[0])))
         result, heap = _search(box, caller, max_depth, handles=True)
         if module_level and isinstance(result, NotFound) and result.caller_held:
             # Only the calling script's own globals hold it: they are its roots.

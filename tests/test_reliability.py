@@ -232,7 +232,7 @@ def _frozen() -> int:
     # first watch unfreezes them with the heap (docs/limits.md): not a change
     # the program can see, so those count as not frozen.
     count = gc.get_freeze_count()
-    return 0 if count and count == reftrace.capture._interpreter_frozen() else count
+    return 0 if count and count == reftrace.memory.interpreter_frozen() else count
 
 
 def _state() -> tuple[object, ...]:
