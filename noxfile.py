@@ -20,8 +20,14 @@ def tests(session: nox.Session) -> None:
     """The unit suite, once per interpreter."""
     session.install("-e", ".[test]")
     # The path property test runs 1,000 random heaps on 3.11 and 300 on the
-    # others (their own layouts still checked), to keep the whole run short.
-    examples = {} if session.python == "3.11" else {"REFTRACE_PROPERTY_EXAMPLES": "300"}
+    # others (their own layouts still checked), and the soak corpus runs with
+    # soak()'s own budget on 3.11 and at most 100 calls a soak on the others
+    # (enough to decide every leak of it), to keep the whole run short.
+    examples = (
+        {}
+        if session.python == "3.11"
+        else {"REFTRACE_PROPERTY_EXAMPLES": "300", "REFTRACE_SOAK_BUDGET": "100"}
+    )
     # Two workers (pytest-xdist): each is a process of its own, so no two tests
     # running at once share the gc, tracemalloc or thread state they check.
     session.run(

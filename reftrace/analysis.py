@@ -22,6 +22,7 @@ from typing import Any
 
 from reftrace import labels
 from reftrace.capture import BlockState
+from reftrace.census import container_length
 from reftrace.heap import HeapView, RootEdge
 from reftrace.objects import describe, referents, safe_sizeof, type_module, type_name
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
@@ -711,6 +712,7 @@ def _survivor_groups(
                 [heap.nodes[holder], first], [first, None], [edge_label, ""]
             )
             first = None
+        length = container_length(heap.nodes[holder]) if holder else -1
         out.append(
             SurvivorGroup(
                 attachment=attachment,
@@ -721,6 +723,8 @@ def _survivor_groups(
                 size=sizes[group_number],
                 top_types=counts[group_number].most_common(5),
                 reason=reason,
+                holder_length=length if length >= 0 else None,
+                holder_id=holder,
             )
         )
     out.sort(key=lambda g: (-g.size, -g.count))

@@ -2,7 +2,8 @@
 
 ::
 
-    reftrace soak MODULE:FUNCTION [-n 50] [--warmup W] [--svg out.svg] [--json out.json]
+    reftrace soak MODULE:FUNCTION [-n 50] [--warmup W] [--max-iterations M]
+                  [--max-seconds S] [--svg out.svg] [--json out.json]
     reftrace watch MODULE:FUNCTION [--svg out.svg] [--json out.json]
     reftrace demo [--svg reftrace-demo.svg]
 
@@ -23,7 +24,9 @@ Exit status, for use in CI:
 - 1: ``soak``: leaking; ``watch``: the return value (or a yielded item) leaked;
 - 2: the command could not judge: a bad option, a module or function that
   cannot be found, or a function (or the module's import) that raised, with
-  its traceback printed.
+  its traceback printed;
+- 3: ``soak``: inconclusive, the budget ran out before the evidence decided
+  (the report says why, and how long a run would settle it).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 #: Exit statuses.
-CLEAN, LEAKING, ERROR = 0, 1, 2
+CLEAN, LEAKING, ERROR, INCONCLUSIVE = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -159,6 +162,11 @@ def _run_soak(args: argparse.Namespace) -> int:
             f"argument --warmup: must be less than -n/--iterations ({args.iterations}), "
             f"got {args.warmup}"
         )
+    if args.max_iterations is not None and args.max_iterations < args.iterations:
+        raise UsageError(
+            f"argument --max-iterations: must be at least -n/--iterations ({args.iterations}), "
+            f"got {args.max_iterations}"
+        )
     fn = load_target(args.target)
     calls = [0]
     try:
@@ -166,12 +174,16 @@ def _run_soak(args: argparse.Namespace) -> int:
             _counting(fn, calls),
             iterations=args.iterations,
             warmup=args.warmup,
+            max_iterations=args.max_iterations,
+            max_seconds=args.max_seconds,
             progress=False if args.no_progress else None,
         )
     except Exception as exc:
         raise TargetRaised(f"{args.target} (call {calls[0]})") from exc
     print(sr)
     _write_outputs(args, sr.render, sr.to_dict)
+    if sr.inconclusive:
+        return INCONCLUSIVE
     return LEAKING if sr.leaking else CLEAN
 
 
@@ -257,6 +269,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -278,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reftrace",
         description="Find memory leaks by following references.",
-        epilog="Exit status: 0 clean, 1 leaking (or leaked), 2 error.",
+        epilog="Exit status: 0 clean, 1 leaking (or leaked), 2 error, 3 inconclusive (soak).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
@@ -287,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
         "soak",
         help="call a function many times; is memory still growing after warm-up?",
         description="Call MODULE:FUNCTION many times and report whether memory keeps "
-        "growing after warm-up. Exit status 1 when it does.",
+        "growing after warm-up; when the evidence is weak, keep calling it, within "
+        "--max-iterations and --max-seconds, until it decides. Exit status 1 when it "
+        "grows, 3 when the budget ran out before the evidence decided.",
     )
     soak.add_argument("target", metavar="MODULE:FUNCTION")
     soak.add_argument(
@@ -304,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="W",
         help="first calls not judged (default: max(3, N // 5), at most N // 2)",
+    )
+    soak.add_argument(
+        "--max-iterations",
+        type=_positive_int,
+        default=None,
+        metavar="M",
+        help="most calls to make to decide (default: 10 N, at least 100)",
+    )
+    soak.add_argument(
+        "--max-seconds",
+        type=_positive_float,
+        default=60.0,
+        metavar="S",
+        help="most seconds to spend deciding (default: %(default)s)",
     )
     soak.add_argument("--svg", type=_writable, metavar="PATH", help="write the growth plot")
     soak.add_argument("--json", type=_writable, metavar="PATH", help="write the report as JSON")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from reftrace import frames as _frames
-from reftrace.objects import _type_dict, _type_mro, short_path, type_name
+from reftrace.objects import _type_dict, _type_mro, short_path, type_module, type_name
 
 
 @dataclass(frozen=True)
@@ -238,6 +238,9 @@ def _edge(parent: object, child: object) -> Edge | None:
     found = _container_edge(parent, child)
     if found is not None:
         return found
+    found = _cache_edge(parent, child)
+    if found is not None:
+        return found
     future = _future_edge(parent, child)
     if future is not None:
         return future
@@ -252,6 +255,23 @@ def _edge(parent: object, child: object) -> Edge | None:
         if found is not None:
             return found
     return _slot_edge(parent, child)
+
+
+def _cache_edge(parent: object, child: object) -> Edge | None:
+    """The caches CPython keeps in C structs: an ``lru_cache``'s dict, and the
+    registry and caches of an ABC's ``_abc_impl`` (its C traversal visits
+    them in that order; with one not made yet, they go unnamed)."""
+    kind, module = type_name(parent), type_module(parent)
+    if kind == "_lru_cache_wrapper" and module == "functools" and type(child) is dict:
+        return Edge("referent", "<lru_cache's dict>", ".<lru_cache>")
+    if kind == "_abc_data" and module == "_abc":
+        sets = [item for item in gc.get_referents(parent) if type(item) is set]
+        if len(sets) == 3:
+            for name, value in zip(("_abc_registry", "_abc_cache", "_abc_negative_cache"), sets):
+                if value is child:
+                    return Edge("referent", f"<{name}>", f".<{name}>")
+        return Edge("referent", "<an ABC's cache>", ".<abc cache>")
+    return None
 
 
 _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT, 3.11+

@@ -372,6 +372,12 @@ class SurvivorGroup:
     ``holder_type`` and ``edge`` name where: the old object and the reference
     from it (``[*]`` when the block added several items to one container).
     ``path`` leads from a root to the new objects through that reference.
+    ``holder_length`` is the holder's length when the report was made, where
+    it is a ``dict``, ``list``, ``set`` or ``deque`` (a module's globals
+    count as a dict): run the block again and compare, to tell a container
+    that keeps growing from an entry replaced. ``holder_id`` is the holder's
+    ``id()`` then (0 for a root): meaningful only while you hold the holder,
+    and never saved.
     """
 
     attachment: str
@@ -384,6 +390,8 @@ class SurvivorGroup:
     reason: str = ""
     #: the line that stored the reference from the old holder (``reftrace.locate()``)
     stored_at: StoreSite | None = None
+    holder_length: int | None = None
+    holder_id: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         from reftrace.renderers.text import render_survivor_group
@@ -407,6 +415,7 @@ class SurvivorGroup:
             "reason": _j(self.reason, m),
             "path": self.path.to_dict(mask=m) if self.path else None,
             "stored_at": self.stored_at.to_dict(mask=m) if self.stored_at else None,
+            "holder_length": self.holder_length,
         }
 
 
@@ -845,6 +854,11 @@ class _Reader:
             stored_at=(
                 self.store_site(data["stored_at"], _at(where, "stored_at"))
                 if data.get("stored_at") is not None
+                else None
+            ),
+            holder_length=(
+                self.int_(data, "holder_length", where)
+                if data.get("holder_length") is not None
                 else None
             ),
         )

@@ -1,38 +1,45 @@
-"""``soak()``: run a lifecycle many times and tell a leak from memory that levels off.
+"""``soak()``: run a lifecycle many times and tell a leak from memory kept by design.
 
-Some retention stops by itself (a cache that fills, a pool that reaches its
-size); a leak does not. ``soak(fn, iterations=N)`` calls ``fn`` N times and,
-after each call, runs a full collection and measures:
+Some retention stops by itself (a cache that fills, a ring buffer, a pool
+that reaches its size); a leak does not. ``soak(fn, iterations=N)`` calls
+``fn`` N times and, after each call, runs a full collection and reads three
+counters no observer biases (:mod:`reftrace.memory`): live gc-tracked
+objects, pymalloc's allocated blocks (objects the gc does not track, like
+``str``, included) and the bytes in use in ``malloc`` (large allocations).
+Whatever the soak's own bookkeeping keeps is read before and after it and
+subtracted, so the soak never measures itself. ``tracemalloc`` is not used to
+judge growth: started mid-life it sees memory climb that does not grow. It
+only says which lines allocated what one more call left behind.
 
-- the number of live gc-tracked objects, by type (one pass over
-  ``gc.get_objects()``);
-- the bytes ``tracemalloc`` traces (traced from the start of the soak; what
-  the soak itself keeps is measured and subtracted);
-- at a few checkpoints, the length of every ``dict``, ``list``, ``set`` and
-  ``deque`` that exists across them (including dicts the gc does not track,
-  found through the objects that refer to them). Only containers that grew at
-  every checkpoint are kept: the unbounded collections.
+At a few checkpoints the length of every ``dict``, ``list``, ``set`` and
+``deque`` on the heap is compared (dicts the gc does not track included):
+the containers that grew at every checkpoint are the candidate holders. Each
+is checked for a declared bound (:mod:`reftrace.bounds`: ``deque.maxlen``,
+``lru_cache`` ``maxsize``, cachetools, the ``re`` cache, ``bounded=`` from the
+user) and for holding only weak references (a symptom, never the holder).
 
 The first ``warmup`` calls fill caches and lazily made objects; only the
-later part of the run after them is judged, the way CPython's reference leak
-hunter judges only its last runs. A series is growing when it grew in every
-judged interval, or when a Mann-Kendall test finds an upward trend (one-sided
-p < 0.01) that rarely steps back; its rate per iteration is the Theil-Sen
-slope (the median of all pairwise slopes), so one jump does not make a trend
-and a cache that filled and then stopped has a slope of zero.
+later half of the run after them is judged (:func:`reftrace.stats.judge`).
+The verdict is one of:
 
-When the run is leaking, ``fn`` runs once more inside :func:`reftrace.watch`:
-the new items the growing containers gain in that call are tracked, so each
-comes with its leak trace, and the report of that call (``sr.sample``) says
-what else it left behind. Every growing container gets its shortest path from
-a root, found by the same search as a leak trace.
+- ``leaking``: an exact counter grew steadily over at least 10 judged calls,
+  and an unbounded container grew at every checkpoint (high confidence); or
+  growth that stayed steady through the whole budget without a holder on the
+  heap (medium).
+- ``not leaking``: flat, or noise, or growth that is only bounded containers
+  filling.
+- ``inconclusive``: the budget ran out while the evidence was weak (growth
+  slowing down, memory only, no holder): the report says why, and how long a
+  run would settle it.
 
-Cost per iteration: the call, one full ``gc.collect()`` and one pass over the
-list of tracked objects (counted by type 256 at a time: with ``tracemalloc``
-on, every int a count allocates is traced). The checkpoints add a few passes
-per soak, all C-level pipelines (``compress`` over ``map``). At a million
-objects that is about 1.5-2 ``gc.collect()`` per iteration in all;
-``bench/bench_soak.py`` measures it.
+When the evidence after the requested iterations is weak, the soak keeps
+going, doubling the judged part of the run (or up to the call where a bounded
+container fills), within ``max_iterations`` and ``max_seconds``.
+
+When there is growth, ``fn`` runs once more inside :func:`reftrace.watch`:
+the items the growing containers gain in that call are tracked, so each
+comes with its leak trace, and what that call left behind is counted per
+holder, which ranks the holders by what they keep alive.
 
 Example::
 
@@ -51,105 +58,73 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import json
 import math
-import operator
-import statistics
 import sys
 import time
-import tracemalloc
 import types
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, filterfalse, repeat
-from typing import Any, cast
+from itertools import compress
+from typing import Any, Literal, cast
 
 from reftrace.analysis import make_path
+from reftrace.bounds import Bound, find_bounds, holds_weak_references, resolve_declared
+from reftrace.census import (
+    container_length,
+    count_types,
+    display_type,
+    find_atomic,
+    find_containers,
+    grown,
+    large_atomics,
+    length_table,
+    type_key,
+)
 from reftrace.heap import HeapView
 from reftrace.locate import Slot, StoreTracer
+from reftrace.memory import empty_free_lists, malloc_in_use, malloc_measured, tracemalloc_own
 from reftrace.objects import (
-    _type_module,
-    _type_qualname,
     class_attribute,
-    is_own_file,
-    referents_of_all,
     safe_sizeof,
-    short_path,
     type_name,
     untrackable_reason,
 )
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, shortest_paths
-from reftrace.report import Leak, Path, Report, Root, StoreSite
+from reftrace.report import Leak, Path, Report, Root, StoreSite, SurvivorGroup
+from reftrace.stats import Trend, judge
+
+Verdict = Literal["leaking", "not leaking", "inconclusive"]
+Confidence = Literal["high", "medium", "low"]
+ContainerStatus = Literal["unbounded", "filling", "bounded", "declared", "weak"]
 
 #: What ``str(sr)`` projects: the memory these many iterations would keep.
 PROJECTIONS = (1_000, 10_000, 100_000)
-
-#: Fewer judged intervals than this and memory alone cannot decide (its noise
-#: is not exact like an object count).
-_MIN_MEMORY_WINDOW = 4
-#: The one-sided p-value below which a Mann-Kendall trend counts.
-_TREND_P = 0.01
-#: Pairwise statistics use at most this many points (evenly spaced).
-_MAX_POINTS = 200
-_CHUNK = 4096
-#: Container ids are compared in this many partitions (see _length_table).
-_PARTITIONS = 8
-_SELECT = [
-    bytes(1 if b % _PARTITIONS == part else 0 for b in range(256)) for part in range(_PARTITIONS)
-]
-_EXACT_TYPES = frozenset({dict, list, set, deque})
-_DICT_ONLY = frozenset({dict})
-#: At most this many growing containers (fastest first), types and sites are reported.
+#: Judged calls a decisive verdict needs.
+DECISIVE_WINDOW = 10
+#: Checkpoint intervals a holder must have grown in, for high confidence.
+DECISIVE_INTERVALS = 3
+#: Default budget: this many times the requested iterations, and seconds.
+BUDGET_FACTOR = 10
+DEFAULT_MAX_SECONDS = 60.0
+#: ``malloc`` growth below this many times tracemalloc's own growth is its tables'.
+_TRACEMALLOC_SHARE = 2.5
+#: At most this many growing containers (the holders first), types and sites are reported.
 _MAX_CONTAINERS = 10
 _MAX_TYPES = 12
 _MAX_SITES = 8
 #: The mean size of a type is taken over at most this many of its instances.
 _MAX_SIZED = 10_000
+#: Checkpoints in each stage that extends a run.
+_EXTENSION_CHECKPOINTS = 2
 
 
 # -- the report: plain data ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Trend:
-    """How one measured series behaved over the judged part of a soak.
-
-    ``window`` intervals are judged: the later half of the iterations after
-    warm-up (at least 3, when there are that many). ``grew`` and ``shrank``
-    count intervals; ``change`` is the net change over the window;
-    ``per_iteration`` is its Theil-Sen slope; ``p_value`` is the one-sided
-    Mann-Kendall p-value of an upward trend.
-    """
-
-    name: str
-    per_iteration: float
-    window: int
-    grew: int
-    shrank: int
-    change: int
-    p_value: float
-    growing: bool
-
-    @property
-    def every_interval(self) -> bool:
-        """True when the series grew in every judged interval."""
-        return self.window > 0 and self.grew == self.window
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "per_iteration": self.per_iteration,
-            "window": self.window,
-            "grew": self.grew,
-            "shrank": self.shrank,
-            "change": self.change,
-            "p_value": self.p_value,
-            "growing": self.growing,
-        }
 
 
 @dataclass(frozen=True)
@@ -186,8 +161,11 @@ class GrowingContainer:
 
     ``path`` leads to it from a root (None when none was found; ``reason``
     says why). ``lengths`` holds ``(iteration, length)`` at each checkpoint.
-    ``item_types`` counts the items it gained in the sampled iteration, and
-    ``samples`` are the leak traces of a few of them.
+    ``bound`` is what limits it, where something declares a limit; ``weak``
+    says it holds only weak references. ``kept_objects`` and ``kept_bytes``
+    are what the items it gained in the sampled call keep alive;
+    ``item_types`` counts those items, and ``samples`` are the leak traces of
+    a few of them.
     """
 
     type_name: str
@@ -199,11 +177,36 @@ class GrowingContainer:
     reason: str = ""
     #: the line that stored into it during the sampled call, with its callers
     stored_at: StoreSite | None = None
+    bound: Bound | None = None
+    weak: bool = False
+    kept_objects: int = 0
+    kept_bytes: int = 0
+    #: what ``lengths`` count: ``"items"``, or ``"bytes"`` for a string or buffer that grows
+    unit: str = "items"
 
     @property
     def length(self) -> int:
         """Its length at the last checkpoint."""
         return self.lengths[-1][1] if self.lengths else 0
+
+    @property
+    def status(self) -> ContainerStatus:
+        """``unbounded`` (a holder: the leak), ``filling`` (a declared limit
+        not reached yet), ``bounded`` (at its limit), ``declared`` (said
+        bounded, no number) or ``weak`` (weak references only: a symptom)."""
+        if self.weak:
+            return "weak"
+        bound = self.bound
+        if bound is None or not bound.bounded:
+            return "unbounded"
+        if bound.limit is None:
+            return "declared"
+        return "bounded" if self.length >= bound.limit else "filling"
+
+    @property
+    def holder(self) -> bool:
+        """True for a container that keeps what it gains alive with no limit."""
+        return self.status == "unbounded"
 
     @property
     def expression(self) -> str:
@@ -215,6 +218,8 @@ class GrowingContainer:
         """Where it is, as one expression: ``module.global...`` for a module root."""
         path = self.path
         if path is None:
+            if self.bound is not None:
+                return self.bound.owner
             return f"<{self.type_name} with no path from a root>"
         if path.root.kind == "module":
             if not path.steps:
@@ -223,6 +228,14 @@ class GrowingContainer:
         if path.root.kind == "frame" and path.steps:
             return f"{path.steps[0].code}{''.join(s.code for s in path.steps[1:])}"
         return path.expression or f"<{self.type_name}>"
+
+    def describe(self) -> str:
+        """One line: what kind of growth this is (``filling: 40 of 128, ...``)."""
+        if self.weak:
+            return "weak references only: a symptom of growth elsewhere, never the holder"
+        if self.bound is not None:
+            return self.bound.describe(self.length)
+        return "no declared bound"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -233,6 +246,12 @@ class GrowingContainer:
             "reason": self.reason,
             "lengths": [list(pair) for pair in self.lengths],
             "per_iteration": self.per_iteration,
+            "status": self.status,
+            "bound": self.bound.to_dict() if self.bound is not None else None,
+            "weak": self.weak,
+            "kept_objects": self.kept_objects,
+            "kept_bytes": self.kept_bytes,
+            "unit": self.unit,
             "item_types": [list(pair) for pair in self.item_types],
             "samples": [leak.to_dict() for leak in self.samples],
             "stored_at": self.stored_at.to_dict() if self.stored_at is not None else None,
@@ -241,7 +260,7 @@ class GrowingContainer:
 
 @dataclass(frozen=True)
 class SiteGrowth:
-    """Traced memory one source line allocates per iteration and keeps."""
+    """Memory one source line allocated in the sampled call that was still in use after it."""
 
     site: str
     bytes_per_iteration: float
@@ -277,37 +296,70 @@ class Projection:
 class SoakReport:
     """What ``reftrace.soak()`` measured, and its verdict.
 
-    ``leaking`` is True when memory keeps growing after warm-up: the object
-    count or traced memory has an upward trend over the judged iterations,
-    or a container grew at every checkpoint. ``confidence`` (``"high"``,
-    ``"medium"``, ``"low"``) and ``reason`` say how sure that is and why.
-    ``objects[k]`` and ``memory[k]`` were measured after call ``k``
-    (``k = 0``: before the first call).
+    ``verdict`` is ``"leaking"``, ``"not leaking"`` or ``"inconclusive"``;
+    ``confidence`` (``"high"``, ``"medium"``, ``"low"``) and ``reason`` (one
+    line) say how sure that is and why. ``objects[k]``, ``blocks[k]`` and
+    ``malloc[k]`` were measured after call ``k`` (``k = 0``: before the first
+    call); ``malloc`` is empty where it cannot be read. ``iterations`` calls
+    ran: the ``requested`` ones and those the soak added to decide.
+    ``containers`` are the containers that grew to the end, the holders
+    first; ``stopped`` those that grew for a while and then stopped (a cache
+    that filled).
     """
 
-    leaking: bool
-    confidence: str
+    verdict: Verdict
+    confidence: Confidence
     reason: str
     iterations: int
+    requested: int
     warmup: int
     objects: list[int]
-    memory: list[int]
+    blocks: list[int]
+    malloc: list[int]
     objects_trend: Trend
-    memory_trend: Trend
+    blocks_trend: Trend
+    malloc_trend: Trend | None
     types: list[TypeGrowth] = field(default_factory=list)
     containers: list[GrowingContainer] = field(default_factory=list)
+    stopped: list[GrowingContainer] = field(default_factory=list)
     sites: list[SiteGrowth] = field(default_factory=list)
-    #: the report of the extra call run under ``reftrace.watch()`` (when leaking)
+    #: the report of the extra call run under ``reftrace.watch()`` (when it grew)
     sample: Report | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     #: the checkpoints at which container lengths were compared
     checkpoints: list[int] = field(default_factory=list)
+    #: the iterations after which the evidence was weighed
+    stages: list[int] = field(default_factory=list)
+    #: bytes one call keeps, from what the sampled call left at the holders
+    bytes_per_iteration: float = 0.0
+    #: what to run to settle an inconclusive verdict
+    settle: str = ""
+
+    @property
+    def leaking(self) -> bool:
+        """True when the verdict is ``leaking``."""
+        return self.verdict == "leaking"
+
+    @property
+    def inconclusive(self) -> bool:
+        """True when the budget ran out before the evidence decided."""
+        return self.verdict == "inconclusive"
+
+    @property
+    def extra(self) -> int:
+        """Calls the soak ran beyond the requested ones, to decide."""
+        return self.iterations - self.requested
+
+    @property
+    def holders(self) -> list[GrowingContainer]:
+        """The growing containers with no bound that hold what they gain."""
+        return [c for c in self.containers if c.holder]
 
     @property
     def per_iteration(self) -> tuple[float, float]:
         """(objects, bytes) each iteration keeps, at the judged rate."""
-        return self.objects_trend.per_iteration, self.memory_trend.per_iteration
+        return self.objects_trend.per_iteration, self.bytes_per_iteration
 
     def projection(self, iterations: Sequence[int] = PROJECTIONS) -> list[Projection]:
         """What each number of further iterations would keep, at the judged rate.
@@ -316,7 +368,7 @@ class SoakReport:
         grow keeps nothing more.
         """
         objects, memory = self.per_iteration
-        items = sum(max(c.per_iteration, 0.0) for c in self.containers)
+        items = sum(max(c.per_iteration, 0.0) for c in self.holders)
         return [
             Projection(
                 n, round(max(objects, 0.0) * n), round(max(memory, 0.0) * n), round(items * n)
@@ -343,20 +395,28 @@ class SoakReport:
         from reftrace.redact import mask_data
 
         data = {
+            "verdict": self.verdict,
             "leaking": self.leaking,
             "confidence": self.confidence,
             "reason": self.reason,
+            "settle": self.settle,
             "iterations": self.iterations,
+            "requested": self.requested,
             "warmup": self.warmup,
             "objects": list(self.objects),
-            "memory": list(self.memory),
+            "blocks": list(self.blocks),
+            "malloc": list(self.malloc),
             "objects_trend": self.objects_trend.to_dict(),
-            "memory_trend": self.memory_trend.to_dict(),
+            "blocks_trend": self.blocks_trend.to_dict(),
+            "malloc_trend": self.malloc_trend.to_dict() if self.malloc_trend else None,
+            "bytes_per_iteration": self.bytes_per_iteration,
             "types": [t.to_dict() for t in self.types],
             "containers": [c.to_dict() for c in self.containers],
+            "stopped": [c.to_dict() for c in self.stopped],
             "sites": [s.to_dict() for s in self.sites],
             "projection": [p.to_dict() for p in self.projection()],
             "checkpoints": list(self.checkpoints),
+            "stages": list(self.stages),
             "sample": self.sample.to_dict() if self.sample is not None else None,
             "notes": list(self.notes),
             "timings": dict(self.timings),
@@ -376,186 +436,121 @@ class SoakReport:
         return render_soak_svg(self, path, format=format)
 
 
-# -- statistics -----------------------------------------------------------------
+# -- what the soak keeps ---------------------------------------------------------
 
 
-def _points(values: Sequence[float]) -> list[tuple[int, float]]:
-    n = len(values)
-    if n <= _MAX_POINTS:
-        return list(enumerate(values))
-    step = (n - 1) / (_MAX_POINTS - 1)
-    picked = sorted({round(i * step) for i in range(_MAX_POINTS)})
-    return [(i, values[i]) for i in picked]
-
-
-def theil_sen(values: Sequence[float]) -> float:
-    """The median of the slopes between every two points (x = 0, 1, 2, ...)."""
-    points = _points(values)
-    slopes = [
-        (yj - yi) / (xj - xi) for a, (xi, yi) in enumerate(points) for xj, yj in points[a + 1 :]
-    ]
-    return float(statistics.median(slopes)) if slopes else 0.0
-
-
-def mann_kendall(values: Sequence[float]) -> float:
-    """One-sided p-value of an upward monotonic trend (Mann-Kendall, ties corrected)."""
-    ys = [y for _, y in _points(values)]
-    n = len(ys)
-    if n < 3:
-        return 1.0
-    s = 0
-    for i in range(n - 1):
-        yi = ys[i]
-        for yj in ys[i + 1 :]:
-            s += (yj > yi) - (yj < yi)
-    ties = Counter(ys).values()
-    variance = (n * (n - 1) * (2 * n + 5) - sum(t * (t - 1) * (2 * t + 5) for t in ties)) / 18
-    if variance <= 0 or s <= 0:
-        return 1.0
-    z = (s - 1) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def judge(name: str, values: Sequence[int], exact: bool) -> Trend:
-    """The trend of ``values`` (measured after warm-up) over its later half.
-
-    Growing means: grew in every judged interval, or an upward Mann-Kendall
-    trend (p < 0.01) with a positive Theil-Sen slope, growth in both halves
-    of the window (one step, like a cache filled once, is not a trend) and
-    few intervals that shrank. Traced memory (``exact=False``) has small
-    fluctuations an object count does not: it needs at least 4 intervals and
-    growth in at least half of them.
-    """
-    intervals = len(values) - 1
-    window = min(intervals, max(3, math.ceil(intervals / 2)))
-    recent = list(values[len(values) - window - 1 :]) if window > 0 else list(values[-1:])
-    deltas = [b - a for a, b in zip(recent, recent[1:])]
-    grew = sum(1 for d in deltas if d > 0)
-    shrank = sum(1 for d in deltas if d < 0)
-    change = recent[-1] - recent[0]
-    slope = theil_sen(recent)
-    p_value = mann_kendall(recent)
-    half = len(deltas) // 2
-    spread = any(d > 0 for d in deltas[:half]) and any(d > 0 for d in deltas[half:])
-    if window == 0 or (not exact and window < _MIN_MEMORY_WINDOW):
-        growing = False
-    elif grew == window:
-        growing = True
-    else:
-        growing = (
-            window >= 3
-            and slope > 0
-            and change > 0
-            and p_value < _TREND_P
-            and spread
-            and shrank * 3 <= grew
-            and (exact or grew * 2 >= window)
-        )
-    return Trend(name, slope, window, grew, shrank, change, p_value, growing)
-
-
-# -- measuring ------------------------------------------------------------------
-
-
-def _type_key(cls: type) -> str:
-    """``module.QualName`` (builtins by their bare name), read without user code."""
-    try:
-        name = _type_qualname(cls)
-        module = _type_module(cls)
-    except Exception:
-        return "?"
-    if type(name) is not str:
-        return "?"
-    if type(module) is not str:
-        module = "?"
-    # Always a new string (never the type's own name): the soak owns it.
-    return f"{module}.{name}"
-
-
-def _display(key: str) -> str:
-    """A type key as shown: builtins by their bare name."""
-    return key[9:] if key.startswith("builtins.") else key
-
-
-def _length_function(cls: type) -> Callable[[Any], int] | None:
-    """The C ``len`` of a container type we follow (never a user ``__len__``)."""
-    if issubclass(cls, dict):
-        return dict.__len__
-    if issubclass(cls, list):
-        return list.__len__
-    if issubclass(cls, set):
-        return set.__len__
-    if issubclass(cls, deque):
-        return deque.__len__
-    return None
-
-
-def _traced() -> int:
-    return tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+class _OwnList(list[object]):
+    """A list of reftrace's: its type makes the heap search skip it."""
 
 
 class _Ledger:
-    """Everything the soak keeps between iterations.
+    """Everything the soak keeps between iterations (updated in place, never
+    replaced: what it made before the first reading counts as the program's).
 
-    Its containers are left out of the container checkpoints, its tracked
-    objects are subtracted from each object count and the bytes it holds from
-    the traced memory, so the soak never measures itself.
+    What it keeps is not estimated: every iteration's bookkeeping is
+    bracketed by two readings of the counters, and what it kept is added to
+    ``own_objects``, ``own_blocks`` and ``own_malloc``, subtracted from later
+    readings. ``containers()`` lists its containers, so that a search for
+    growing ones leaves them out.
     """
 
     __slots__ = (
         "objects",
-        "memory",
+        "blocks",
+        "malloc",
+        "tracemalloc",
+        "scratch",
+        "own_blocks",
+        "own_malloc",
+        "own_objects",
         "baseline_types",
         "type_series",
         "baseline",
         "candidates",
         "untracked",
+        "points",
         "final",
+        "stopped",
+        "bounds",
+        "weak",
         "checkpoints",
-        "site_sizes",
-        "site_counts",
-        "site_growth",
+        "stages",
+        "atomic_points",
+        "atomic_totals",
+        "atomic_largest",
+        "atomic_id",
+        "atomic_sizes",
     )
 
-    def __init__(self, iterations: int) -> None:
-        self.objects = array("q", bytes(8 * (iterations + 1)))
-        self.memory = array("q", bytes(8 * (iterations + 1)))
+    def __init__(self) -> None:
+        self.objects = array("q")
+        self.blocks = array("q")
+        self.malloc = array("q")
+        self.tracemalloc = array("q")
+        #: readings before and after the bookkeeping, held as C longs (no int objects)
+        self.scratch = array("q", bytes(8 * 6))
+        self.own_blocks = 0
+        self.own_malloc = 0
+        self.own_objects = 0
         self.baseline_types: dict[str, int] = {}
-        #: type name -> its live count at each sample from the baseline on,
+        #: type name -> its live count at each iteration from warm-up on,
         #: kept only for types whose count ever differed from the baseline
         self.type_series: dict[str, array[int]] = {}
-        #: (ids, lengths) of every container at the first checkpoint, in partitions
+        #: (ids, lengths) of every container when a search for growing ones starts
         self.baseline: list[tuple[array[int], array[int]]] | None = None
-        #: id -> the length at each checkpoint, for containers that grew at every one
+        #: id -> the length at each point of the search, for containers that grew at every one
         self.candidates: dict[int, array[int]] = {}
         #: ids of the candidates that are dicts the gc does not track
         self.untracked: set[int] = set()
-        #: the candidates themselves, found at the last checkpoint (after the last sample)
-        self.final: list[object] = []
+        #: the iterations of the current search's checkpoints (its baseline first)
+        self.points = array("q")
+        #: the candidates themselves, found at the last checkpoint
+        self.final: list[object] = _OwnList()
+        #: containers that grew, then stopped: id -> (points, lengths, the container)
+        self.stopped: dict[int, tuple[list[int], list[int], object]] = {}
+        self.bounds: dict[int, Bound | None] = {}
+        self.weak: set[int] = set()
         self.checkpoints = array("q")
-        self.site_sizes: dict[str, int] = {}
-        self.site_counts: dict[str, int] = {}
-        #: (site, bytes, blocks) gained between the baseline and the last iteration
-        self.site_growth: list[tuple[str, int, int]] = []
+        self.stages = array("q")
+        #: at each checkpoint: the bytes of large strings and buffers, and the largest
+        self.atomic_points = array("q")
+        self.atomic_totals = array("q")
+        self.atomic_largest = array("q")
+        #: the id of the largest new or grown one at the last checkpoint
+        self.atomic_id = 0
+        #: the size of every large string and buffer at the last checkpoint, by id
+        self.atomic_sizes: dict[int, int] = {}
 
     def containers(self) -> list[object]:
-        """The ledger and every container it holds."""
+        """The ledger and every container it holds (arrays are tracked too)."""
         out: list[object] = [
             self,
             self.objects,
-            self.memory,
+            self.blocks,
+            self.malloc,
+            self.tracemalloc,
+            self.scratch,
             self.baseline_types,
             self.type_series,
             self.candidates,
-            self.checkpoints,
-            self.site_sizes,
-            self.site_counts,
-            self.site_growth,
+            self.untracked,
+            self.points,
             self.final,
+            self.stopped,
+            self.bounds,
+            self.weak,
+            self.checkpoints,
+            self.stages,
+            self.atomic_points,
+            self.atomic_totals,
+            self.atomic_largest,
+            self.atomic_sizes,
         ]
         out.extend(self.type_series.values())
         out.extend(self.candidates.values())
-        out.append(self.untracked)
+        for entry in self.stopped.values():
+            out.append(entry)
+            out.extend(entry[:2])
         if self.baseline is not None:
             out.append(self.baseline)
             for pair in self.baseline:
@@ -563,189 +558,14 @@ class _Ledger:
                 out.extend(pair)
         return out
 
-    def tracked_count(self) -> int:
-        return sum(1 for obj in self.containers() if gc.is_tracked(obj))
 
-    def own_bytes(self) -> int:
-        """The bytes the ledger holds: its containers, keys and values.
-
-        Subtracted from the traced memory read right after a full collection,
-        which holds exactly the live objects (the collection empties the
-        interpreter's free lists), so the soak's temporaries, wherever they
-        are freed, never count.
-        """
-        seen: set[int] = set()
-        total = 0
-        mappings = (self.baseline_types, self.type_series, self.site_sizes, self.site_counts)
-        items: list[object] = self.containers()
-        for mapping in mappings:
-            items.extend(mapping)
-            items.extend(v for v in mapping.values() if type(v) is not int or v > 256)
-        items.extend(self.candidates)
-        items.extend(self.untracked)
-        for obj in items:
-            if id(obj) not in seen:
-                seen.add(id(obj))
-                total += sys.getsizeof(obj)
-        return total
-
-
-def _untracked_dicts(objects: list[object]) -> list[dict[Any, Any]]:
-    """Dicts the gc does not track (atomic keys and values), found through
-    the tracked objects that refer to them (a dict held twice is listed twice)."""
-    found: list[dict[Any, Any]] = []
-    is_tracked = gc.is_tracked
-    is_dict = _DICT_ONLY.__contains__
-    for start in range(0, len(objects), _CHUNK):
-        refs = cast("list[dict[Any, Any]]", referents_of_all(objects[start : start + _CHUNK]))
-        # (Only the dicts among them are kept.)
-        found.extend(filterfalse(is_tracked, compress(refs, map(is_dict, map(type, refs)))))
-        del refs
-    return found
-
-
-def _all_containers(
-    untracked: bool = True,
-) -> tuple[list[object], list[dict[Any, Any]], list[object]]:
-    """Every container on the heap: those of the exact builtin types, the
-    dicts the gc does not track (with ``untracked``), and those of subclasses
-    (whose ``len`` could be user code, so it is read through their base type).
-
-    Each step is a C-level pass (``compress`` over ``map(type, ...)``): with
-    ``tracemalloc`` on, a Python loop over a million objects costs seconds.
-    """
-    objects = gc.get_objects()
-    exact = _EXACT_TYPES.__contains__
-    plain = list(compress(objects, map(exact, map(type, objects))))
-    subclasses = {
-        cls
-        for cls in set(map(type, objects))
-        if cls not in _EXACT_TYPES and _length_function(cls) is not None
-    }
-    special = list(compress(objects, map(subclasses.__contains__, map(type, objects))))
-    hidden = _untracked_dicts(objects) if untracked else []
-    del objects
-    return plain, hidden, special
-
-
-def _partition_of(objects: Sequence[object]) -> bytes:
-    """One byte per object: bits 8-15 of its id, read from an array's memory."""
-    raw = memoryview(array("q", map(id, objects))).cast("B")
-    keys = bytes(raw[1::8] if sys.byteorder == "little" else raw[6::8])
-    raw.release()
-    return keys
-
-
-def _length_table() -> list[tuple[array[int], array[int]]]:
-    """(ids, lengths) of every container on the heap, in partitions by id.
-
-    A dict the gc does not track has its length stored as ``-1 - len``, so a
-    candidate says where to look for it later. Partitions keep the comparison
-    of two checkpoints to one partition's dict at a time (one dict of every
-    container's id would add ~140 MB at a million objects, counting
-    tracemalloc's record of each int); each partition is taken with
-    ``compress``, never a Python-level loop over the heap.
-    """
-    plain, hidden, special = _all_containers()
-    plain_keys, hidden_keys = _partition_of(plain), _partition_of(hidden)
-    parts = []
-    for part in range(_PARTITIONS):
-        select = _SELECT[part]
-        sized = cast("list[Sized]", list(compress(plain, plain_keys.translate(select))))
-        ids = array("q", map(id, sized))
-        lengths = array("q", map(len, sized))  # exact builtin types: their own C len
-        del sized
-        chosen = [o for o in special if (id(o) >> 8) % _PARTITIONS == part]
-        ids.extend(map(id, chosen))
-        lengths.extend(map(_safe_len, chosen))
-        del chosen
-        dicts = list(compress(hidden, hidden_keys.translate(select)))
-        ids.extend(map(id, dicts))
-        lengths.extend(map(operator.sub, repeat(-1), map(len, dicts)))
-        parts.append((ids, lengths))
-        del dicts
-    plain.clear()
-    hidden.clear()
-    special.clear()
-    return parts
-
-
-def _safe_len(obj: object) -> int:
-    cls = type(obj)
-    if cls in _EXACT_TYPES:
-        return len(obj)  # type: ignore[arg-type]
-    length = _length_function(cls)
-    return length(obj) if length is not None else -1
-
-
-def _grown(
-    before: list[tuple[array[int], array[int]]], after: list[tuple[array[int], array[int]]]
-) -> tuple[dict[int, array[int]], set[int]]:
-    """Containers (by id) longer in ``after`` than in ``before``, with their
-    [old, new] lengths, and which of them the gc does not track."""
-    grown: dict[int, array[int]] = {}
-    hidden: set[int] = set()
-    for (old_ids, old_lengths), (ids, lengths) in zip(before, after):
-        previous = dict(zip(old_ids, old_lengths))
-        get = previous.get
-        for key, length in zip(ids, lengths):
-            old = get(key)
-            if old is None or old == length:
-                continue
-            old = old if old >= 0 else -1 - old
-            new = length if length >= 0 else -1 - length
-            if new > old:
-                grown[key] = array("q", [old, new])
-                if length < 0:
-                    hidden.add(key)
-        previous.clear()
-    return grown, hidden
-
-
-def _find_containers(wanted: set[int] | dict[int, Any], untracked: bool) -> dict[int, object]:
-    """The live containers with the given ids (``untracked``: look among the
-    dicts the gc does not track too)."""
-    plain, hidden, special = _all_containers(untracked)
-    plain += hidden
-    found = {id(obj): obj for obj in compress(plain, map(wanted.__contains__, map(id, plain)))}
-    found.update((id(obj), obj) for obj in special if id(obj) in wanted)
-    plain.clear()
-    hidden.clear()
-    special.clear()
-    return found
-
-
-def _container_length(obj: object) -> int:
-    length = _length_function(type(obj))
-    return length(obj) if length is not None else -1
-
-
-_SITE_FILTERS = [
-    tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, "<unknown>"),
-]
-
-
-def _site_totals() -> tuple[dict[str, int], dict[str, int]]:
-    """Traced bytes and blocks still allocated, by source line."""
-    snapshot = tracemalloc.take_snapshot().filter_traces(_SITE_FILTERS)
-    sizes: dict[str, int] = {}
-    counts: dict[str, int] = {}
-    for stat in snapshot.statistics("lineno"):
-        frame = stat.traceback[-1]
-        if is_own_file(frame.filename):
-            continue
-        site = f"{short_path(frame.filename)}:{frame.lineno}"
-        sizes[site] = sizes.get(site, 0) + stat.size
-        counts[site] = counts.get(site, 0) + stat.count
-    del snapshot
-    return sizes, counts
+# -- the progress bar ----------------------------------------------------------------
 
 
 class _Progress:
     """A one-line progress bar on stderr, drawn only where a person watches it."""
 
-    __slots__ = ("enabled", "total", "started", "last")
+    __slots__ = ("enabled", "total", "requested", "started", "last")
 
     def __init__(self, enabled: bool | None, total: int) -> None:
         if enabled is None:
@@ -755,6 +575,7 @@ class _Progress:
                 enabled = False
         self.enabled = enabled
         self.total = total
+        self.requested = total
         self.started = time.perf_counter()
         self.last = 0.0
 
@@ -770,11 +591,13 @@ class _Progress:
         bar = "#" * filled + "-" * (width - filled)
         per = (now - self.started) / max(done, 1)
         line = f"\rsoak [{bar}] {done}/{self.total}  {per:.3g} s/iteration"
+        if self.total > self.requested:
+            line += f"  (+{self.total - self.requested} to decide)"
         if done > warmup + 1:
             span = done - warmup
             objects = (ledger.objects[done] - ledger.objects[warmup]) / span
-            memory = (ledger.memory[done] - ledger.memory[warmup]) / span
-            line += f"  objects {objects:+.1f}/it  memory {memory / 1024:+.1f} KB/it"
+            blocks = (ledger.blocks[done] - ledger.blocks[warmup]) / span
+            line += f"  objects {objects:+.1f}/it  blocks {blocks:+.1f}/it"
         elif done <= warmup:
             line += "  (warm-up)"
         try:
@@ -790,10 +613,6 @@ class _Progress:
                 sys.stderr.flush()
             except (OSError, ValueError):
                 pass
-
-
-class _OwnList(list[object]):
-    """A list of reftrace's: its type makes the heap search skip it."""
 
 
 # -- running the lifecycle --------------------------------------------------------
@@ -870,10 +689,16 @@ def default_warmup(iterations: int) -> int:
     return min(max(3, iterations // 5), iterations // 2)
 
 
-def _checkpoint_schedule(warmup: int, iterations: int, checkpoints: int) -> list[int]:
-    measured = iterations - warmup
-    count = min(checkpoints, measured)
-    return [warmup] + [warmup + round(j * measured / count) for j in range(1, count + 1)]
+def default_budget(iterations: int) -> int:
+    """The most iterations a soak runs to decide: ten times the requested, at least 100."""
+    return max(BUDGET_FACTOR * iterations, 100)
+
+
+def _checkpoint_schedule(start: int, end: int, checkpoints: int) -> list[int]:
+    """``start`` and ``checkpoints`` more points, evenly spread up to ``end``."""
+    measured = end - start
+    count = max(min(checkpoints, measured), 1)
+    return [start] + [start + round(j * measured / count) for j in range(1, count + 1)]
 
 
 def soak(
@@ -881,31 +706,47 @@ def soak(
     iterations: int = 30,
     warmup: int | None = None,
     *,
+    max_iterations: int | None = None,
+    max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    bounded: Iterable[object] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     progress: bool | None = None,
     samples: int = 3,
     checkpoints: int = 4,
     max_depth: int | None = DEFAULT_MAX_DEPTH,
 ) -> SoakReport:
-    """Call ``fn`` ``iterations`` times and say whether memory keeps growing.
+    """Call ``fn`` at least ``iterations`` times and say whether memory keeps growing.
 
     ``fn`` takes no arguments (use a ``lambda`` or ``functools.partial``); a
     coroutine function, or a function returning an awaitable, is run to
     completion on ``loop``, or on a fresh event loop the soak creates and
     closes. The first ``warmup`` calls (default ``max(3, iterations // 5)``,
-    at most half the run) are not judged. ``progress`` draws a progress bar on stderr (default: when
-    stderr is a terminal). When the run is leaking, ``fn`` is called once
-    more under :func:`reftrace.watch` and ``samples`` of the items each
-    growing container gains are traced (0: skip that call). ``checkpoints``
-    is how many times after warm-up every container's length is compared.
+    at most half the run) are not judged.
+
+    When the evidence is weak after ``iterations`` calls (growth slowing
+    down, memory only, no holder, a bounded cache still filling), the soak
+    keeps calling ``fn`` until the verdict is decisive, up to
+    ``max_iterations`` calls (default ten times ``iterations``, at least 100)
+    and ``max_seconds`` (default 60; ``None``: no limit). If it is still not
+    decisive, the verdict is ``inconclusive``, with the reason and the run
+    that would settle it. ``max_iterations=iterations`` never extends.
+
+    ``bounded`` names containers (or the objects that own them, or dotted
+    names such as ``"myapp.cache.ENTRIES"``) that are bounded by design:
+    their growth is shown, never taken for a leak.
+
+    ``progress`` draws a progress bar on stderr (default: when stderr is a
+    terminal). When there is growth, ``fn`` is called once more under
+    :func:`reftrace.watch` and ``samples`` of the items each growing
+    container gains are traced (0: skip that call). ``checkpoints`` is how
+    many times after warm-up every container's length is compared.
 
     An exception from ``fn`` propagates (with a note saying which iteration
-    raised it, on Python 3.11+); tracemalloc and the event loop are restored
-    first.
+    raised it, on Python 3.11+); the event loop is closed first.
 
     >>> sr = reftrace.soak(handle_request, iterations=50)  # doctest: +SKIP
-    >>> sr.leaking, sr.confidence
-    (True, 'high')
+    >>> sr.verdict, sr.confidence
+    ('leaking', 'high')
     """
     if not callable(fn):
         raise TypeError(f"fn must be callable, got {type(fn).__name__}")
@@ -918,6 +759,16 @@ def soak(
             f"warmup must be less than iterations ({iterations}), got {warmup}: "
             "at least one iteration after warm-up is needed"
         )
+    if max_iterations is None:
+        max_iterations = default_budget(iterations)
+    max_iterations = _check_int("max_iterations", max_iterations, iterations)
+    if max_seconds is not None:
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)):
+            raise TypeError(
+                f"max_seconds must be a number or None, got {type(max_seconds).__name__}"
+            )
+        if not max_seconds > 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
     if loop is not None and not isinstance(loop, asyncio.AbstractEventLoop):
         raise TypeError(f"loop must be an asyncio event loop, got {type(loop).__name__}")
     if loop is not None and (loop.is_closed() or loop.is_running()):
@@ -928,116 +779,169 @@ def soak(
     checkpoints = _check_int("checkpoints", checkpoints, 1)
     if max_depth is not None:
         max_depth = _check_int("max_depth", max_depth, 1)
+    declared = resolve_declared(bounded)
 
-    started_tracing = not tracemalloc.is_tracing()
-    if started_tracing:
-        tracemalloc.start(1)
     runner = _Runner(fn, loop)
     try:
-        return _soak(runner, iterations, warmup, progress, samples, checkpoints, max_depth)
+        budget = _Budget(iterations, max_iterations, max_seconds)
+        return _soak(runner, budget, warmup, progress, samples, checkpoints, max_depth, declared)
     finally:
         runner.close()
-        if started_tracing and tracemalloc.is_tracing():
-            tracemalloc.stop()
+
+
+@dataclass
+class _Budget:
+    requested: int
+    max_iterations: int
+    max_seconds: float | None
+    started: float = field(default_factory=time.perf_counter)
+
+    def out_of_time(self) -> bool:
+        limit = self.max_seconds
+        return limit is not None and time.perf_counter() - self.started >= limit
 
 
 def _soak(
     runner: _Runner,
-    iterations: int,
+    budget: _Budget,
     warmup: int,
     progress_setting: bool | None,
     samples: int,
     checkpoints: int,
     max_depth: int | None,
+    declared: dict[int, str],
 ) -> SoakReport:
-    t_start = time.perf_counter()
-    ledger = _Ledger(iterations)
-    schedule = _checkpoint_schedule(warmup, iterations, checkpoints)
-    progress = _Progress(progress_setting, iterations)
+    ledger = _Ledger()
+    progress = _Progress(progress_setting, budget.requested)
     timings = {"calls": 0.0, "measure": 0.0, "checkpoints": 0.0}
-    # Fill the caches the bookkeeping itself fills on first use (tracemalloc's
-    # filters compile patterns, Counter's isinstance() checks fill ABC caches)
-    # before anything is measured.
-    if tracemalloc.is_tracing():
-        _site_totals()
+    # Fill the caches the bookkeeping fills on first use (Counter's
+    # isinstance() checks fill ABC caches) before anything is measured.
     Counter(map(type, [ledger]))
+    schedule = set(_checkpoint_schedule(warmup, budget.requested, checkpoints))
+    end = budget.requested
+    weighed: _Weighing | None = None
     try:
-        _sample(ledger, 0, warmup, timings)
-        if warmup == 0:
-            _checkpoint(ledger, 0, schedule, timings)
-        for k in range(1, iterations + 1):
-            t0 = time.perf_counter()
-            try:
-                runner()
-            except BaseException as exc:
-                progress.close()
-                progress.enabled = False
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"(raised by call {k} of {iterations} in reftrace.soak())")
-                raise
-            t1 = time.perf_counter()
-            timings["calls"] += t1 - t0
-            _sample(ledger, k, warmup, timings)
-            if k in schedule and _still_searching(ledger, k, schedule):
-                _checkpoint(ledger, k, schedule, timings)
-            progress.update(k, ledger, warmup)
-        progress.update(iterations, ledger, warmup, force=True)
+        _measure(ledger, 0, warmup, schedule, declared, timings)
+        k = 0
+        while True:
+            while k < end:
+                k += 1
+                t0 = time.perf_counter()
+                try:
+                    runner()
+                except BaseException as exc:
+                    progress.close()
+                    progress.enabled = False
+                    if hasattr(exc, "add_note"):
+                        exc.add_note(f"(raised by call {k} of {end} in reftrace.soak())")
+                    raise
+                timings["calls"] += time.perf_counter() - t0
+                _measure(ledger, k, warmup, schedule, declared, timings)
+                progress.update(k, ledger, warmup)
+                if k > budget.requested and budget.out_of_time():
+                    end = k
+            weighed = _weigh_stage(ledger, k, warmup, declared)
+            ledger.stages.append(k)
+            target = _next_target(weighed, ledger, k, warmup, budget)
+            if target is None:
+                break
+            schedule.update(_checkpoint_schedule(k, target, _EXTENSION_CHECKPOINTS))
+            if not ledger.candidates and ledger.baseline is None:
+                # Nothing grew at every checkpoint yet: search again from here.
+                ledger.checkpoints.append(k)
+                _bracketed(ledger, functools.partial(_search, ledger, k))
+            end = target
+            progress.total = target
+        progress.update(k, ledger, warmup, force=True)
     finally:
         progress.close()
-    timings["measured_total"] = time.perf_counter() - t_start
-    return _analyse(ledger, runner, iterations, warmup, schedule, samples, max_depth, timings)
+    timings["measured_total"] = time.perf_counter() - budget.started
+    assert weighed is not None
+    return _report(ledger, runner, budget, k, warmup, weighed, samples, max_depth, timings)
 
 
-def _still_searching(ledger: _Ledger, k: int, schedule: list[int]) -> bool:
-    """Whether the checkpoint at ``k`` has anything left to compare."""
-    return k == schedule[0] or ledger.baseline is not None or bool(ledger.candidates)
+def _bracketed(ledger: _Ledger, work: Callable[[], None]) -> None:
+    """Run bookkeeping ``work``; add what it kept to the soak's own objects, blocks and bytes."""
+    scratch = ledger.scratch
+    scratch[0] = sys.getallocatedblocks()
+    scratch[1] = malloc_in_use() or 0
+    scratch[4] = len(gc.get_objects())
+    work()
+    _close_bracket(ledger)
 
 
-def _sample(ledger: _Ledger, k: int, warmup: int, timings: dict[str, float]) -> None:
-    """Collect, then record the object count, traced memory and (after warm-up) types."""
+def _close_bracket(ledger: _Ledger) -> None:
+    # What the bookkeeping freed sits in the free lists until the next full
+    # collection: emptied now, it is not counted as kept.
+    empty_free_lists()
+    scratch = ledger.scratch
+    scratch[2] = sys.getallocatedblocks()
+    scratch[3] = malloc_in_use() or 0
+    scratch[5] = len(gc.get_objects())
+    ledger.own_blocks += scratch[2] - scratch[0]
+    ledger.own_malloc += scratch[3] - scratch[1]
+    ledger.own_objects += scratch[5] - scratch[4]
+
+
+def _measure(
+    ledger: _Ledger,
+    k: int,
+    warmup: int,
+    schedule: set[int],
+    declared: dict[int, str],
+    timings: dict[str, float],
+) -> None:
+    """Collect, read the counters, then do the bookkeeping, bracketed.
+
+    The readings before and after the bookkeeping are taken with the same
+    locals alive, so their difference is what the bookkeeping kept; it is
+    subtracted from every later reading. They are held in ``ledger.scratch``
+    (C longs): no int object of theirs is alive at either reading.
+    """
     t0 = time.perf_counter()
     gc.collect()
-    traced = _traced()
-    own = ledger.own_bytes()
+    scratch = ledger.scratch
+    scratch[0] = sys.getallocatedblocks()
+    scratch[1] = malloc_in_use() or 0
     objects = gc.get_objects()
-    total = len(objects) - ledger.tracked_count()
-    by_type = count_types(objects) if k >= warmup else None
+    scratch[4] = len(objects)
+    _bookkeeping(ledger, objects, k, warmup, schedule, declared, timings)
     del objects
-    ledger.objects[k] = total
-    ledger.memory[k] = traced - own
+    _close_bracket(ledger)
+    timings["measure"] += time.perf_counter() - t0
+
+
+def _bookkeeping(
+    ledger: _Ledger,
+    objects: list[object],
+    k: int,
+    warmup: int,
+    schedule: set[int],
+    declared: dict[int, str],
+    timings: dict[str, float],
+) -> None:
+    scratch = ledger.scratch
+    ledger.blocks.append(scratch[0] - ledger.own_blocks)
+    ledger.malloc.append(scratch[1] - ledger.own_malloc)
+    ledger.objects.append(scratch[4] - ledger.own_objects)
+    ledger.tracemalloc.append(tracemalloc_own())
+    by_type = count_types(objects) if k >= warmup else None
+    objects.clear()
     if by_type is not None:
         names: dict[str, int] = {}
         for cls, count in by_type.items():
-            key = _type_key(cls)
+            key = type_key(cls)
             names[key] = names.get(key, 0) + count
         del by_type
         _record_types(ledger, names, k - warmup)
         del names
-    if k == warmup and tracemalloc.is_tracing():
-        ledger.site_sizes, ledger.site_counts = _site_totals()
-    elif k == len(ledger.objects) - 1 and tracemalloc.is_tracing():
-        ledger.site_growth = _site_difference(ledger)
-    timings["measure"] += time.perf_counter() - t0
-
-
-def count_types(objects: list[object]) -> dict[type, int]:
-    """How many of ``objects`` there are of each type.
-
-    Counted 256 at a time: a count above 256 is a new int object, and with
-    ``tracemalloc`` tracing, one allocation per object would cost as much as
-    the collection itself.
-    """
-    total: dict[type, int] = {}
-    get = total.get
-    for start in range(0, len(objects), 256):
-        for cls, count in Counter(map(type, objects[start : start + 256])).items():
-            total[cls] = get(cls, 0) + count
-    return total
+    if k in schedule:
+        _checkpoint(ledger, k, warmup, declared, timings)
 
 
 def _record_types(ledger: _Ledger, names: dict[str, int], index: int) -> None:
     if index == 0:
-        ledger.baseline_types = dict(names)
+        ledger.baseline_types.update(names)
         return
     base = ledger.baseline_types
     series = ledger.type_series
@@ -1053,144 +957,560 @@ def _record_types(ledger: _Ledger, names: dict[str, int], index: int) -> None:
             values.append(0)
 
 
-def _checkpoint(ledger: _Ledger, k: int, schedule: list[int], timings: dict[str, float]) -> None:
-    """Compare every container's length with the last checkpoint's."""
+def _still_searching(ledger: _Ledger, k: int, warmup: int) -> bool:
+    """Whether the container search has anything to do at ``k``."""
+    return k == warmup or ledger.baseline is not None or bool(ledger.candidates)
+
+
+def _checkpoint(
+    ledger: _Ledger, k: int, warmup: int, declared: dict[int, str], timings: dict[str, float]
+) -> None:
+    """Weigh the large strings and buffers, and compare every container's length."""
     t0 = time.perf_counter()
-    ledger.checkpoints.append(k)
-    if k == schedule[0]:
-        ledger.baseline = _length_table()
+    if not ledger.atomic_points or ledger.atomic_points[-1] != k:
+        _weigh_atomics(ledger, k)
+    if _still_searching(ledger, k, warmup):
+        ledger.checkpoints.append(k)
+        _search(ledger, k)
+    timings["checkpoints"] += time.perf_counter() - t0
+
+
+def _weigh_atomics(ledger: _Ledger, k: int) -> None:
+    """The bytes in large strings and buffers, and the largest one that is new
+    or grew since the checkpoint before (0 at the first)."""
+    sizes = large_atomics()
+    before = ledger.atomic_sizes
+    largest, largest_id = 0, 0
+    if before:
+        for key, size in sizes.items():
+            if size > largest and size > before.get(key, 0):
+                largest, largest_id = size, key
+    ledger.atomic_points.append(k)
+    ledger.atomic_totals.append(sum(sizes.values()))
+    ledger.atomic_largest.append(largest)
+    ledger.atomic_id = largest_id
+    ledger.atomic_sizes.clear()
+    ledger.atomic_sizes.update(sizes)
+    sizes.clear()
+
+
+def _search(ledger: _Ledger, k: int) -> None:
+    """Start a search for growing containers, compare with its start, or follow the candidates."""
+    if ledger.baseline is None and not ledger.candidates:
+        ledger.untracked.clear()
+        ledger.baseline = length_table()
+        del ledger.points[:]
+        ledger.points.append(k)
     elif ledger.baseline is not None:
-        current = _length_table()
-        grown, hidden = _grown(ledger.baseline, current)
+        current = length_table()
+        grew, hidden = grown(ledger.baseline, current)
         del current
         for key in set(map(id, ledger.containers())):
-            grown.pop(key, None)  # the soak's own dicts
+            grew.pop(key, None)  # the soak's own dicts
         ledger.baseline = None
-        ledger.candidates = grown
-        ledger.untracked = hidden
-        del grown, hidden
-        if k == schedule[-1] and ledger.candidates:
-            found = _find_containers(ledger.candidates, untracked=bool(ledger.untracked))
-            ledger.final = _OwnList(found.values())
-            found.clear()
+        ledger.candidates.update(grew)
+        ledger.untracked.update(hidden)
+        ledger.points.append(k)
+        del grew, hidden
+        found = find_containers(ledger.candidates, untracked=bool(ledger.untracked))
+        ledger.final[:] = [found[key] for key in ledger.candidates if key in found]
+        found.clear()
     elif ledger.candidates:
-        found = _find_containers(ledger.candidates, untracked=bool(ledger.untracked))
+        found = find_containers(ledger.candidates, untracked=bool(ledger.untracked))
+        ledger.points.append(k)
         for key in list(ledger.candidates):
             obj = found.get(key)
             lengths = ledger.candidates[key]
-            length = _container_length(obj) if obj is not None else -1
+            length = container_length(obj) if obj is not None else -1
             if length > lengths[-1]:
                 lengths.append(length)
             else:
+                if obj is not None and len(ledger.stopped) < _MAX_CONTAINERS:
+                    ledger.stopped[key] = (list(ledger.points[:-1]), list(lengths), obj)
                 del ledger.candidates[key]
             del obj
-        if k == schedule[-1]:
-            ledger.final = _OwnList(found[key] for key in ledger.candidates if key in found)
+        ledger.final[:] = [found[key] for key in ledger.candidates if key in found]
         found.clear()
         del found
-    spent = time.perf_counter() - t0
-    timings["checkpoints"] += spent
-    timings[f"checkpoint {k}"] = spent
 
 
-# -- the verdict and the report -------------------------------------------------
+# -- weighing the evidence ------------------------------------------------------------
 
 
-def _analyse(
+@dataclass
+class _Weighing:
+    """The evidence after a stage, and what it says."""
+
+    objects: Trend
+    blocks: Trend
+    malloc: Trend | None
+    #: malloc grew beyond its noise and what tracemalloc's own tables explain
+    malloc_growth: bool
+    #: large strings and buffers grew at each of the last checkpoints
+    buffers: bool
+    #: ... and the largest of them is the one growing (bytes per call, or 0)
+    buffer_rate: float
+    #: the status of each container that grew at every checkpoint, by id
+    statuses: dict[int, ContainerStatus]
+    intervals: int
+    measured: int
+    #: the growth is the same every call (nothing to confirm)
+    regular: bool
+    #: (rate over the stage before, rate since): growth confirmed, or slowing down
+    stage_rates: tuple[float, float] | None
+    verdict: Verdict = "not leaking"
+    confidence: Confidence = "low"
+    #: why more calls could change the verdict ("" when they could not)
+    weak_because: str = ""
+    #: the call by which every bounded container still filling would be full
+    filled_by: int | None = None
+
+    @property
+    def exact(self) -> list[Trend]:
+        return [t for t in (self.objects, self.blocks) if t.growing]
+
+    @property
+    def window(self) -> int:
+        return max(self.objects.window, self.blocks.window)
+
+    def count(self, status: ContainerStatus) -> int:
+        return sum(1 for s in self.statuses.values() if s == status)
+
+    @property
+    def holders(self) -> int:
+        return self.count("unbounded")
+
+    @property
+    def declining(self) -> bool:
+        """The growth rate fell by a quarter or more since the stage before."""
+        if self.stage_rates is None:
+            return False
+        before, since = self.stage_rates
+        return before > 0 and since < _CONFIRMING_SHARE * before
+
+    @property
+    def confirmed(self) -> bool:
+        """A later stage grew at (nearly) the rate of the one before."""
+        if self.stage_rates is None:
+            return False
+        before, since = self.stage_rates
+        return before > 0 and since >= _CONFIRMING_SHARE * before
+
+
+#: A later stage confirms growth when it grows at least this share of the rate before.
+_CONFIRMING_SHARE = 0.75
+#: ``malloc`` growth over the judged calls below this is its free chunk caches' noise.
+_MALLOC_NOISE = 8192
+#: Large strings and buffers must grow by at least this much over the last checkpoints.
+_ATOMIC_MIN_GROWTH = 256
+
+
+def _classify(ledger: _Ledger, declared: dict[int, str]) -> dict[int, ContainerStatus]:
+    """Bounds and weakness of the candidates not classified yet; each one's status."""
+    fresh = [obj for obj in ledger.final if id(obj) not in ledger.bounds]
+    if fresh:
+        bounds = find_bounds(fresh, declared, ignore=[id(ledger.final), id(fresh)])
+        for obj, bound in zip(fresh, bounds):
+            ledger.bounds[id(obj)] = bound
+            if holds_weak_references(obj):
+                ledger.weak.add(id(obj))
+        fresh.clear()
+    statuses: dict[int, ContainerStatus] = {}
+    for obj in ledger.final:
+        key = id(obj)
+        lengths = ledger.candidates.get(key)
+        if lengths is None:
+            continue
+        statuses[key] = _status(ledger.bounds.get(key), key in ledger.weak, lengths[-1])
+    return statuses
+
+
+def _status(bound: Bound | None, weak: bool, length: int) -> ContainerStatus:
+    if weak:
+        return "weak"
+    if bound is None or not bound.bounded:
+        return "unbounded"
+    if bound.limit is None:
+        return "declared"
+    return "bounded" if length >= bound.limit else "filling"
+
+
+def _weigh_stage(ledger: _Ledger, n: int, warmup: int, declared: dict[int, str]) -> _Weighing:
+    holder: list[_Weighing] = []
+    _bracketed(ledger, lambda: holder.append(_weigh(ledger, n, warmup, declared)))
+    return holder[0]
+
+
+def _weigh(ledger: _Ledger, n: int, warmup: int, declared: dict[int, str]) -> _Weighing:
+    """What the measurements so far say, and whether more calls could change it."""
+    objects = judge("objects", ledger.objects[warmup:], exact=True)
+    blocks = judge("blocks", ledger.blocks[warmup:], exact=True)
+    malloc: Trend | None = None
+    malloc_growth = False
+    if malloc_measured():
+        malloc = judge("malloc", ledger.malloc[warmup:], exact=False)
+        own = judge("tracemalloc", ledger.tracemalloc[warmup:], exact=False)
+        malloc_growth = (
+            malloc.growing
+            and malloc.change >= _MALLOC_NOISE
+            and malloc.per_iteration > _TRACEMALLOC_SHARE * max(own.per_iteration, 0.0)
+        )
+    buffers, buffer_rate, buffers_regular = _atomic_growth(ledger)
+    growing = [t for t in (objects, blocks) if t.growing]
+    w = _Weighing(
+        objects,
+        blocks,
+        malloc,
+        malloc_growth,
+        buffers,
+        buffer_rate,
+        _classify(ledger, declared),
+        max(len(ledger.points) - 1 if ledger.candidates else 0, 3 if buffer_rate > 0 else 0),
+        n - warmup,
+        regular=any(t.regular for t in growing) or (not growing and buffers_regular),
+        stage_rates=_stage_rates(ledger, n, warmup, objects, blocks, buffers),
+    )
+    _decide(w, second_look=len(ledger.stages) > 0)
+    if w.count("filling"):
+        w.filled_by = _filled_by(ledger, w.statuses)
+    return w
+
+
+def _atomic_growth(ledger: _Ledger) -> tuple[bool, float, bool]:
+    """Whether large strings and buffers grew at each of the last 3 checkpoints;
+    the largest one's growth per call when it is the one growing; and whether
+    that growth is the same per call between checkpoints."""
+    points, totals, largest = ledger.atomic_points, ledger.atomic_totals, ledger.atomic_largest
+    if len(points) < 4:
+        return False, 0.0, False
+    last = range(len(points) - 3, len(points))
+    if not all(totals[i] > totals[i - 1] for i in last):
+        return False, 0.0, False
+    if totals[-1] - totals[-4] < _ATOMIC_MIN_GROWTH:
+        return False, 0.0, False
+    rates = [(totals[i] - totals[i - 1]) / max(points[i] - points[i - 1], 1) for i in last]
+    regular = max(rates) <= 1.1 * min(rates)
+    rate = 0.0
+    if all(largest[i] > largest[i - 1] for i in last):
+        rate = (largest[-1] - largest[-4]) / max(points[-1] - points[-4], 1)
+    return True, rate, regular
+
+
+def _stage_rates(
+    ledger: _Ledger, n: int, warmup: int, objects: Trend, blocks: Trend, buffers: bool
+) -> tuple[float, float] | None:
+    """The growth rate over the stage before and since it.
+
+    Of the counter that grows; or of the large strings and buffers; or of
+    the holder that gains the most items. The stage before is the judged
+    part of the first stage, or the run from the stage before that. ``None``
+    on the first stage, or with nothing growing.
+    """
+    stages = list(ledger.stages)
+    if not stages:
+        return None
+    end = stages[-1]
+    start = stages[-2] if len(stages) > 1 else end - max((end - warmup) // 2, 1)
+    trend = max((objects, blocks), key=lambda t: (t.growing, t.grew))
+    if trend.growing:
+        series = ledger.objects if trend is objects else ledger.blocks
+        points, values = [start, end, n], [series[start], series[end], series[n]]
+    elif buffers:
+        points, values = _at_points(ledger.atomic_points, ledger.atomic_totals, [start, end, n])
+    else:
+        rates = [
+            _at_points(ledger.points, lengths, [start, end, n])
+            for key, lengths in ledger.candidates.items()
+        ]
+        if not rates:
+            return None
+        points, values = max(rates, key=lambda pv: pv[1][-1] - pv[1][0])
+    if len(points) < 3:
+        return None
+    before = (values[1] - values[0]) / max(points[1] - points[0], 1)
+    since = (values[2] - values[1]) / max(points[2] - points[1], 1)
+    return before, since
+
+
+def _at_points(
+    points: Sequence[int], values: Sequence[int], wanted: list[int]
+) -> tuple[list[int], list[int]]:
+    """The values at the last point at or before each wanted one (where there is one)."""
+    out_points: list[int] = []
+    out_values: list[int] = []
+    for target in wanted:
+        index = -1
+        for i, point in enumerate(points):
+            if point <= target:
+                index = i
+        if index >= 0 and (not out_points or points[index] > out_points[-1]):
+            out_points.append(points[index])
+            out_values.append(values[index])
+    return out_points, out_values
+
+
+def _decide(w: _Weighing, second_look: bool) -> None:
+    """Set the verdict, its confidence, and why more calls could change it."""
+    window = w.window
+    exact = w.exact
+    signal = bool(exact) or w.buffers or w.malloc_growth
+    holders = w.holders + (1 if w.buffer_rate > 0 else 0)
+    if not signal and not holders:
+        w.verdict = "not leaking"
+        w.confidence = "high" if window >= DECISIVE_WINDOW else "medium" if window >= 4 else "low"
+        return
+    if not holders and (w.count("filling") or w.count("bounded")):
+        # Growth, and the containers that grow all have a declared bound.
+        w.verdict, w.confidence = "not leaking", "medium"
+        w.weak_because = "filling" if w.count("filling") else ""
+        return
+    slowing = any(not t.steady for t in exact) or w.declining
+    settled = w.regular or w.confirmed
+    if slowing:
+        w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "slowing"
+        return
+    if holders:
+        if signal and settled and window >= DECISIVE_WINDOW and w.intervals >= DECISIVE_INTERVALS:
+            w.verdict, w.confidence = "leaking", "high"
+            return
+        w.verdict, w.confidence = "leaking", "medium"
+        if not settled and signal:
+            # Growth that varies from call to call, not seen again at the same
+            # rate: a cache filling from a large set of keys looks like this.
+            w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "unconfirmed"
+        elif window < DECISIVE_WINDOW:
+            w.weak_because = "short"
+        elif w.intervals < DECISIVE_INTERVALS:
+            w.weak_because = "few checkpoints"
+        elif not signal:
+            w.weak_because = "" if second_look else "holder only"
+        return
+    if exact or w.buffers:
+        if window < DECISIVE_WINDOW:
+            w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "short"
+        elif settled:
+            w.verdict, w.confidence = "leaking", "medium"
+        else:
+            w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "no holder"
+        return
+    # Memory outside pymalloc, and nothing else.
+    if window >= 2 * DECISIVE_WINDOW and w.confirmed:
+        w.verdict, w.confidence = "leaking", "medium"
+    else:
+        w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "memory only"
+
+
+def _filled_by(ledger: _Ledger, statuses: dict[int, ContainerStatus]) -> int | None:
+    """The call by which every bounded container still filling would be full, at its rate."""
+    latest = 0
+    points = list(ledger.points)
+    for key, status in statuses.items():
+        if status != "filling":
+            continue
+        bound = ledger.bounds.get(key)
+        lengths = ledger.candidates[key]
+        if bound is None or bound.limit is None or len(points) < 2:
+            return None
+        rate = (lengths[-1] - lengths[0]) / max(points[-1] - points[0], 1)
+        if rate <= 0:
+            return None
+        latest = max(latest, points[-1] + math.ceil((bound.limit - lengths[-1]) / rate))
+    return latest or None
+
+
+def _next_target(w: _Weighing, ledger: _Ledger, n: int, warmup: int, budget: _Budget) -> int | None:
+    """How far to run to decide, or None when the verdict stands."""
+    if not w.weak_because:
+        return None
+    if n >= budget.max_iterations or budget.out_of_time():
+        return None
+    target = warmup + 2 * (n - warmup)
+    if w.filled_by is not None:
+        # Far enough that the judged half of the run starts after it filled.
+        target = max(target, warmup + 2 * (w.filled_by - warmup) + 2)
+    return min(max(target, n + DECISIVE_WINDOW), budget.max_iterations)
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def _report(
     ledger: _Ledger,
     runner: _Runner,
-    iterations: int,
+    budget: _Budget,
+    n: int,
     warmup: int,
-    schedule: list[int],
+    w: _Weighing,
     samples: int,
     max_depth: int | None,
     timings: dict[str, float],
 ) -> SoakReport:
     t0 = time.perf_counter()
-    objects = list(ledger.objects)
-    memory = list(ledger.memory)
-    objects_trend = judge("objects", objects[warmup:], exact=True)
-    memory_trend = judge("memory", memory[warmup:], exact=False)
-    measured = iterations - warmup
-    done = list(ledger.checkpoints)
-    complete = len(done) == len(schedule)
-    candidates = (
-        {key: list(lengths) for key, lengths in ledger.candidates.items()} if complete else {}
-    )
+    measured = n - warmup
+    points = list(ledger.points)
+    growing = _OwnList(obj for obj in ledger.final if id(obj) in ledger.candidates)
+    containers = []
+    for obj in growing:
+        lengths = list(ledger.candidates[id(obj)])
+        span = max(points[-1] - points[0], 1) if points else 1
+        containers.append(
+            GrowingContainer(
+                type_name(obj),
+                None,
+                list(zip(points, lengths)),
+                (lengths[-1] - lengths[0]) / span,
+                bound=ledger.bounds.get(id(obj)),
+                weak=id(obj) in ledger.weak,
+            )
+        )
+    order = sorted(range(len(growing)), key=lambda i: _rank(containers[i]))[:_MAX_CONTAINERS]
+    growing = _OwnList(growing[i] for i in order)
+    containers = [containers[i] for i in order]
+    buffer = _growing_buffer(ledger, w)
+    if buffer is not None:
+        growing.insert(0, buffer[0])
+        containers.insert(0, buffer[1])
+        del buffer
+    stopped_objects = _OwnList(obj for _, _, obj in ledger.stopped.values())
+    stopped = _stopped_containers(ledger, stopped_objects)
     growing_types = _growing_types(ledger, warmup)
-    sites = _site_growth(ledger, measured, memory_trend.per_iteration)
-
-    held = _OwnList(obj for obj in ledger.final if id(obj) in candidates)
-    held.sort(key=lambda obj: candidates[id(obj)][0] - candidates[id(obj)][-1])
-    ledger.final = []
     sizes = _type_sizes({name: rate * measured for name, rate in growing_types})
     types = [
         TypeGrowth(
-            _display(name), rate, rate * sizes.get(name, (0, 0.0))[1], sizes.get(name, (0, 0.0))[0]
+            display_type(name),
+            rate,
+            rate * sizes.get(name, (0, 0.0))[1],
+            sizes.get(name, (0, 0.0))[0],
         )
         for name, rate in growing_types
     ]
     timings["analysis"] = time.perf_counter() - t0
 
-    containers: list[GrowingContainer] = []
-    for obj in held[:_MAX_CONTAINERS]:
-        lengths = candidates[id(obj)]
-        points = list(zip(done, lengths))
-        rate = (lengths[-1] - lengths[0]) / max(done[-1] - done[0], 1)
-        containers.append(GrowingContainer(type_name(obj), None, points, rate))
-    leaking, confidence, reason = _verdict(objects_trend, memory_trend, containers, measured, done)
+    t1 = time.perf_counter()
+    paths = _container_paths(_OwnList([*growing, *stopped_objects]), max_depth)
+    for container, (path, reason_text) in zip([*containers, *stopped], paths):
+        container.path = path
+        container.reason = reason_text
+    stopped_objects.clear()
+    timings["paths"] = time.perf_counter() - t1
 
     notes: list[str] = []
     sample: Report | None = None
-    if leaking and samples:
-        t1 = time.perf_counter()
-        sample, untracked = _sample_run(runner, held[:_MAX_CONTAINERS], containers, samples)
+    if w.verdict != "not leaking" and samples:
+        t2 = time.perf_counter()
+        sample, untracked = _sample_run(runner, growing, containers, samples)
         types.extend(untracked)
-        timings["sample"] = time.perf_counter() - t1
-        notes.append(
-            f"the sample traces come from one more call (call {iterations + 1}), "
-            "run under reftrace.watch()"
-        )
-    t2 = time.perf_counter()
-    paths = _container_paths(held[:_MAX_CONTAINERS], max_depth)
-    for container, (path, reason_text) in zip(containers, paths):
-        container.path = path
-        container.reason = reason_text
-        if sample is not None:
+        for container in containers:
             _attach_unmatched(container, sample)
-    held.clear()
-    timings["paths"] = time.perf_counter() - t2
-    if len(candidates) > _MAX_CONTAINERS:
+        _attribute(containers, sample)
+        timings["sample"] = time.perf_counter() - t2
         notes.append(
-            f"{len(candidates)} containers grew at every checkpoint; "
-            f"the {_MAX_CONTAINERS} growing fastest are shown"
+            f"the sample traces come from one more call (call {n + 1}), run under reftrace.watch()"
         )
-    if leaking and not measured >= 2 * _MIN_MEMORY_WINDOW:
+        order = sorted(range(len(containers)), key=lambda i: _rank(containers[i]))
+        containers = [containers[i] for i in order]
+    growing.clear()
+    if len(ledger.candidates) > _MAX_CONTAINERS:
         notes.append(
-            f"only {_count(measured, 'iteration')} after warm-up: over so few, a cache "
-            "still filling looks like a leak; soak longer to tell them apart"
+            f"{len(ledger.candidates)} containers grew at every checkpoint; "
+            f"the {_MAX_CONTAINERS} holding the most are shown"
         )
+    if not malloc_measured():
+        notes.append(
+            "malloc'd memory cannot be read on this platform (glibc's mallinfo2): "
+            "growth of large allocations alone is not seen"
+        )
+    elif sum(ledger.tracemalloc) and w.malloc is not None and w.malloc.growing:
+        notes.append(
+            "tracemalloc was tracing during the soak: its own tables grow in malloc "
+            "with what it traces, and that growth is set apart"
+        )
+    bytes_rate = _bytes_per_iteration(containers, sample, w, types)
+    sites = _sites(sample)
+    settle = ""
+    if w.verdict == "inconclusive" or w.weak_because:
+        settle = f"reftrace.soak(fn, iterations={_settling_run(n, budget)})"
+    reason = _explain(w, containers, stopped, n)
     timings["total"] = time.perf_counter() - t0 + timings.pop("measured_total")
-    timings["per_iteration_calls"] = timings["calls"] / iterations
-    timings["per_iteration_overhead"] = (timings["measure"] + timings["checkpoints"]) / iterations
+    timings["per_iteration_calls"] = timings["calls"] / max(n, 1)
+    timings["per_iteration_overhead"] = (timings["measure"] + timings["checkpoints"]) / max(n, 1)
     return SoakReport(
-        leaking=leaking,
-        confidence=confidence,
+        verdict=w.verdict,
+        confidence=w.confidence,
         reason=reason,
-        iterations=iterations,
+        iterations=n,
+        requested=budget.requested,
         warmup=warmup,
-        objects=objects,
-        memory=memory,
-        objects_trend=objects_trend,
-        memory_trend=memory_trend,
+        objects=list(ledger.objects),
+        blocks=list(ledger.blocks),
+        malloc=list(ledger.malloc) if malloc_measured() else [],
+        objects_trend=w.objects,
+        blocks_trend=w.blocks,
+        malloc_trend=w.malloc,
         types=types,
         containers=containers,
+        stopped=stopped,
         sites=sites,
         sample=sample,
         notes=notes,
         timings=timings,
-        checkpoints=done,
+        checkpoints=list(ledger.checkpoints),
+        stages=list(ledger.stages),
+        bytes_per_iteration=bytes_rate,
+        settle=settle,
     )
+
+
+def _growing_buffer(ledger: _Ledger, w: _Weighing) -> tuple[object, GrowingContainer] | None:
+    """The string or buffer that grows, found again by its id, as a growing container."""
+    if w.buffer_rate <= 0:
+        return None
+    obj = find_atomic(ledger.atomic_id)
+    if obj is None:
+        return None
+    points = list(ledger.atomic_points)[-4:]
+    sizes = list(ledger.atomic_largest)[-4:]
+    entry = GrowingContainer(
+        type_name(obj),
+        None,
+        list(zip(points, sizes)),
+        w.buffer_rate,
+        kept_bytes=round(w.buffer_rate),
+        unit="bytes",
+    )
+    return obj, entry
+
+
+def _settling_run(n: int, budget: _Budget) -> int:
+    """A run long enough to settle what ``n`` calls could not: ten times as long."""
+    return max(BUDGET_FACTOR * n, budget.max_iterations + 1)
+
+
+_STATUS_ORDER = {"unbounded": 0, "filling": 1, "declared": 2, "bounded": 3, "weak": 4}
+
+
+def _rank(container: GrowingContainer) -> tuple[int, int, float]:
+    """Holders first, by what they keep alive; weak-reference containers last."""
+    return (_STATUS_ORDER[container.status], -container.kept_bytes, -container.per_iteration)
+
+
+def _stopped_containers(ledger: _Ledger, objects: list[object]) -> list[GrowingContainer]:
+    """The containers that grew for a while and then stopped, with their bounds."""
+    bounds = find_bounds(objects, None, ignore=[id(objects)]) if objects else []
+    out = []
+    for (key, (points, lengths, obj)), bound in zip(ledger.stopped.items(), bounds):
+        span = max(points[-1] - points[0], 1) if points else 1
+        out.append(
+            GrowingContainer(
+                type_name(obj),
+                None,
+                list(zip(points, lengths)),
+                (lengths[-1] - lengths[0]) / span,
+                bound=ledger.bounds.get(key) or bound,
+                weak=key in ledger.weak,
+            )
+        )
+    return out
 
 
 def _growing_types(ledger: _Ledger, warmup: int) -> list[tuple[str, float]]:
@@ -1203,7 +1523,7 @@ def _growing_types(ledger: _Ledger, warmup: int) -> list[tuple[str, float]]:
     return out[:_MAX_TYPES]
 
 
-def _type_sizes(grown: dict[str, float]) -> dict[str, tuple[int, float]]:
+def _type_sizes(grown_by: dict[str, float]) -> dict[str, tuple[int, float]]:
     """Live count of each named type, and the mean shallow size of its newest
     instances (as many as it grew by, at most ``_MAX_SIZED``).
 
@@ -1211,16 +1531,16 @@ def _type_sizes(grown: dict[str, float]) -> dict[str, tuple[int, float]]:
     ``gc.get_objects()`` lists last, so the last instances of a type are the
     ones the iterations added (unless something called ``gc.freeze()``).
     """
-    if not grown:
+    if not grown_by:
         return {}
     objects = gc.get_objects()
     out: dict[str, tuple[int, float]] = {}
     for cls in set(map(type, objects)):
-        name = _type_key(cls)
-        if name not in grown:
+        name = type_key(cls)
+        if name not in grown_by:
             continue
         instances = list(compress(objects, map({cls}.__contains__, map(type, objects))))
-        newest = min(max(round(grown[name]), 1), _MAX_SIZED)
+        newest = min(max(round(grown_by[name]), 1), _MAX_SIZED)
         sized = instances[-newest:]
         mean = sum(map(safe_sizeof, sized)) / len(sized) if sized else 0.0
         count, previous = out.get(name, (0, 0.0))
@@ -1230,26 +1550,65 @@ def _type_sizes(grown: dict[str, float]) -> dict[str, tuple[int, float]]:
     return out
 
 
-def _site_difference(ledger: _Ledger) -> list[tuple[str, int, int]]:
-    sizes, counts = _site_totals()
-    rows = []
-    for site, size in sizes.items():
-        grown = size - ledger.site_sizes.get(site, 0)
-        if grown > 0:
-            rows.append((site, grown, counts.get(site, 0) - ledger.site_counts.get(site, 0)))
-    rows.sort(key=lambda row: -row[1])
-    return rows[:_MAX_SITES]
+def _holder_of(group: SurvivorGroup) -> tuple[Root, str] | None:
+    """The root and expression of the old object a survivor group attaches to."""
+    if group.path is None or not group.path.steps:
+        return None
+    return group.path.root, "".join(step.code for step in group.path.steps[:-1])
 
 
-def _site_growth(ledger: _Ledger, measured: int, memory_rate: float) -> list[SiteGrowth]:
-    """Sites that kept memory, per iteration; those under 2% of the measured
-    rate are left out (first-use caches filled on the way, not the trend)."""
-    rows = [
-        SiteGrowth(site, size / measured, blocks / measured)
-        for site, size, blocks in ledger.site_growth
+def _attribute(containers: list[GrowingContainer], sample: Report) -> None:
+    """What the items each container gained in the sampled call keep alive."""
+    by_holder: dict[tuple[Root, str], list[SurvivorGroup]] = {}
+    for group in sample.survivors:
+        key = _holder_of(group)
+        if key is not None:
+            by_holder.setdefault(key, []).append(group)
+    for container in containers:
+        if container.path is None or container.unit != "items":
+            continue
+        groups = by_holder.get((container.path.root, container.path.expression), [])
+        container.kept_objects = sum(g.count for g in groups)
+        container.kept_bytes = sum(g.size for g in groups)
+
+
+def _bytes_per_iteration(
+    containers: list[GrowingContainer],
+    sample: Report | None,
+    w: _Weighing,
+    types: list[TypeGrowth],
+) -> float:
+    """Bytes one call keeps: what the sampled call left at the holders (at
+    every survivor group when no holder was found; without a sampled call,
+    the growing types' sizes), plus the growth of ``malloc``."""
+    kept = 0.0
+    holders = [c for c in containers if c.holder]
+    if sample is None:
+        if w.verdict != "not leaking":
+            kept = sum(max(t.bytes_per_iteration, 0.0) for t in types if t.tracked)
+    elif holders:
+        kept = float(sum(c.kept_bytes for c in holders))
+    elif w.verdict != "not leaking":
+        kept = float(sum(g.size for g in sample.survivors))
+    if w.malloc_growth and w.malloc is not None:
+        kept += max(w.malloc.per_iteration, 0.0)
+    return kept
+
+
+def _sites(sample: Report | None) -> list[SiteGrowth]:
+    """Lines that allocated what the sampled call left behind (tracemalloc, one call)."""
+    if sample is None:
+        return []
+    return [
+        SiteGrowth(a.site, float(a.size), float(a.count)) for a in sample.allocations[:_MAX_SITES]
     ]
-    floor = 0.02 * max(memory_rate, 0.0)
-    return [row for row in rows if row.bytes_per_iteration >= floor]
+
+
+# -- the one-line explanation ------------------------------------------------------------
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _size_text(size: float) -> str:
@@ -1258,81 +1617,123 @@ def _size_text(size: float) -> str:
     return human_size(round(size))
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+def _rates(w: _Weighing) -> str:
+    parts = []
+    for trend in w.exact:
+        parts.append(f"{trend.per_iteration:+,.3g} {trend.name}")
+    if w.malloc_growth and w.malloc is not None:
+        parts.append(f"+{_size_text(w.malloc.per_iteration)} of malloc")
+    if not parts and w.buffers:
+        parts.append("large strings and buffers grew")
+    return " and ".join(parts)
 
 
-def _verdict(
-    objects: Trend,
-    memory: Trend,
-    containers: list[GrowingContainer],
-    measured: int,
-    checkpoints: list[int],
-) -> tuple[bool, str, str]:
-    """``(leaking, confidence, reason)`` from the two trends and the containers."""
-    growing = [t for t in (objects, memory) if t.growing]
-    intervals = len(checkpoints) - 1
-    if growing or containers:
-        rates = []
-        for trend in growing:
-            if trend.name == "objects":
-                rates.append(f"{trend.per_iteration:+,.0f} objects")
-            else:
-                rates.append(f"+{_size_text(trend.per_iteration)}")
-        parts = []
-        if rates:
-            windows = {(t.grew, t.window) for t in growing}
-            if len(windows) == 1:
-                grew, window = windows.pop()
-                if window == 1:
-                    how = "grew in the last iteration" if grew else "did not grow in the last"
-                elif grew == window:
-                    how = f"grew in each of the last {window:,} iterations"
-                else:
-                    how = f"grew in {grew} of the last {window:,} iterations"
-                parts.append(f"{' and '.join(rates)} per iteration; {how}")
-            else:
-                parts.append(
-                    " and ".join(
-                        f"{rate} per iteration (grew in {t.grew} of the last {t.window})"
-                        for rate, t in zip(rates, growing)
-                    )
-                )
-        if containers:
-            noun = "container" if len(containers) == 1 else "containers"
-            if intervals == 1:
-                parts.append(f"{len(containers)} {noun} grew between the 2 checkpoints")
-            else:
-                parts.append(f"{len(containers)} {noun} grew at each of {intervals} checkpoints")
-        every = [t for t in growing if t.every_interval and t.window >= 5]
-        if every or any(t.p_value < 0.001 and t.shrank == 0 for t in growing):
-            confidence = "high"
-        elif growing and measured >= _MIN_MEMORY_WINDOW:
-            confidence = "medium"
-        else:
-            confidence = "low"
-        if confidence == "medium" and containers and intervals >= 3:
-            confidence = "high"
-        return True, confidence, "; ".join(parts)
-    if measured < _MIN_MEMORY_WINDOW:
-        return (
-            False,
-            "low",
-            f"no growth seen, but judged on only {_count(measured, 'iteration')} after warm-up",
-        )
-    window = max(objects.window, memory.window)
-    rising = [t for t in (objects, memory) if t.change > 0 and t.p_value < 0.2]
-    if not rising:
-        return (
-            False,
-            "high",
-            f"objects and memory flat over the last {_count(window, 'iteration')}",
-        )
-    details = ", ".join(
-        f"{t.name} rose in {t.grew} and fell in {t.shrank} of the last {t.window} iterations"
-        for t in rising
+def _how_often(w: _Weighing) -> str:
+    trends = w.exact or ([w.malloc] if w.malloc is not None else [])
+    trend = max(trends, key=lambda t: t.grew / max(t.window, 1))
+    if trend.every_interval:
+        return f"in each of the last {_count(trend.window, 'call')}"
+    return f"in {trend.grew} of the last {_count(trend.window, 'call')}"
+
+
+def _distinct(containers: list[GrowingContainer]) -> list[GrowingContainer]:
+    """One container per description (a cache's dict and its order list have one bound)."""
+    seen: dict[str, GrowingContainer] = {}
+    for container in containers:
+        seen.setdefault(container.describe(), container)
+    return list(seen.values())
+
+
+def _explain(
+    w: _Weighing, containers: list[GrowingContainer], stopped: list[GrowingContainer], n: int
+) -> str:
+    """One line a person believes: what was seen, over how long, and what holds it."""
+    window = max(w.objects.window, w.blocks.window)
+    holders = [c for c in containers if c.holder]
+    filling = _distinct([c for c in containers if c.status == "filling"])
+    full = _distinct(
+        [c for c in [*containers, *stopped] if c.bound is not None and c.bound.bounded]
     )
-    return False, "medium", f"no steady growth ({details}): noise, not a trend"
+    if w.verdict == "not leaking" and not w.weak_because:
+        if window < 4 and not w.exact:
+            return f"no growth seen, but judged on only {_count(w.measured, 'call')} after warm-up"
+        if (w.exact or w.buffers) and full:
+            listed = "; ".join(c.describe() for c in full[:2])
+            return f"what grew is bounded containers that filled: {listed}"
+        if w.objects.change == 0 and w.blocks.change == 0 and not w.objects.grew + w.blocks.grew:
+            text = (
+                "flat: objects and allocated blocks unchanged over the last "
+                f"{_count(window, 'call')}"
+            )
+        elif not w.exact and not w.malloc_growth:
+            rose = [t for t in (w.objects, w.blocks) if t.grew]
+            detail = ", ".join(f"{t.name} rose in {t.grew} and fell in {t.shrank}" for t in rose)
+            text = f"no steady growth over the last {_count(window, 'call')}"
+            if detail:
+                text += f" ({detail}): noise, not a trend"
+        else:
+            text = f"no growth over the last {_count(window, 'call')}"
+        if full:
+            text += "; " + "; ".join(c.describe() for c in full[:2])
+        elif stopped:
+            first = stopped[0]
+            text += f"; {first.name} grew, then stopped at {first.length:,} items"
+        return text
+    if w.weak_because == "filling":
+        listed = "; ".join(c.describe() for c in filling[:2])
+        return f"growth is bounded containers filling: {listed}"
+    rates = _rates(w) or "container growth"
+    if holders and holders[0].unit == "bytes":
+        holder = holders[0]
+        text = (
+            f"the {holder.type_name} at {holder.name} grows by "
+            f"{_size_text(holder.per_iteration)} per call, at each of the last "
+            f"{_count(len(holder.lengths) - 1, 'checkpoint')}"
+        )
+        if w.exact:
+            text = f"{_rates(w)} per call; {text}"
+    elif holders:
+        holder = holders[0]
+        intervals = len(holder.lengths) - 1
+        text = (
+            f"{rates} per call, {_how_often(w)}; held by {holder.name}, which grew at each "
+            f"of {_count(intervals, 'checkpoint')} with no bound"
+        )
+    elif w.exact or w.malloc_growth:
+        text = f"{rates} per call, {_how_often(w)}; no container on the heap holds them"
+    else:
+        text = "no growth"
+    if w.verdict == "inconclusive":
+        halves = [t for t in w.exact if not t.steady]
+        if w.declining and w.stage_rates is not None:
+            before, since = w.stage_rates
+            text += (
+                f"; slowing down, from {before:,.3g} to {since:,.3g} per call since the "
+                "stage before: a cache still filling looks like this"
+            )
+        elif halves:
+            t = halves[0]
+            text += (
+                f"; slowing down ({t.name} +{t.early:,} then +{t.late:,} over the two halves "
+                "of the judged calls): a cache still filling looks like this"
+            )
+        elif w.weak_because == "memory only":
+            text += "; memory outside pymalloc only, not steady enough to call"
+        elif w.weak_because == "unconfirmed":
+            text += (
+                "; the growth varies from call to call and no second stage confirmed its "
+                "rate (a cache filling from many keys looks like this)"
+            )
+        elif w.weak_because == "no holder":
+            text += "; not yet seen at the same rate a second time"
+        elif w.weak_because == "short":
+            text += f"; judged on only {_count(window, 'call')}"
+        text += f"; the budget of {_count(n, 'call')} ran out"
+    elif w.weak_because == "no holder":
+        text += " (held from C, or by a chain of objects)"
+    elif w.weak_because == "memory only":
+        text += " (a string or buffer that keeps growing)"
+    return text
 
 
 # -- the sampled iteration --------------------------------------------------------
@@ -1421,13 +1822,13 @@ def _track_new_items(
 
 
 def _untracked_items(held: list[object], before: list[set[int]]) -> list[TypeGrowth]:
-    """Types the gc does not track among the items the containers just gained."""
+    """Types the gc does not track among the items the holders just gained."""
     counts: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     for index, obj in enumerate(held):
         for item in _new_items(obj, before[index]):
             if not gc.is_tracked(item):
-                name = _display(_type_key(type(item)))
+                name = display_type(type_key(type(item)))
                 counts[name] += 1
                 sizes[name] += safe_sizeof(item)
     return [
@@ -1480,12 +1881,16 @@ def _container_paths(held: list[object], max_depth: int | None) -> list[tuple[Pa
 
 
 __all__ = [
+    "Confidence",
+    "ContainerStatus",
     "GrowingContainer",
     "Projection",
     "SiteGrowth",
     "SoakReport",
     "TypeGrowth",
     "Trend",
+    "Verdict",
+    "default_budget",
     "default_warmup",
     "soak",
 ]

@@ -50,6 +50,16 @@ SERVICE = textwrap.dedent(
         raise ValueError(f"bad request body: {raw!r}")
 
     LIMIT = 3
+
+    import random
+    _rng = random.Random(1)
+    SEEN = {}
+
+    def lookup():
+        # A few new keys on some calls, none on others: a leak, or a cache
+        # filling from a large set of keys? 20 calls cannot tell.
+        for _ in range(_rng.randrange(0, 4)):
+            SEEN[_rng.randrange(10**6)] = 1
     """
 )
 
@@ -88,6 +98,13 @@ def test_soak_of_a_coroutine_function_and_a_file_path(tmp_path: Path) -> None:
     assert "service.SESSIONS" in proc.stdout
 
 
+def test_soak_that_cannot_decide_exits_3_and_says_how_to_settle_it(tmp_path: Path) -> None:
+    proc = run(tmp_path, "soak", "service:lookup", "-n", "20", "--max-iterations", "20")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("inconclusive (")
+    assert "to settle it: reftrace.soak(fn, iterations=" in proc.stdout
+
+
 def test_soak_writes_json_and_svg(tmp_path: Path) -> None:
     proc = run(
         tmp_path, "soak", "service:handle", "-n", "16", "--json", "out.json", "--svg", "out.svg"
@@ -96,7 +113,8 @@ def test_soak_writes_json_and_svg(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
     assert data["leaking"] is True
     assert data["containers"][0]["name"] == "service.SESSIONS"
-    assert len(data["objects"]) == 17
+    assert data["requested"] == 16
+    assert len(data["objects"]) == data["iterations"] + 1
     root = ET.fromstring((tmp_path / "out.svg").read_text(encoding="utf-8"))
     assert root.tag.endswith("svg")
     assert "out.svg" in proc.stdout and "out.json" in proc.stdout
@@ -175,6 +193,8 @@ def test_a_module_that_fails_to_import(tmp_path: Path) -> None:
         (["soak", "service:handle", "-n", "abc"], "must be a positive integer, got 'abc'"),
         (["soak", "service:handle", "--warmup", "-2"], "must be an integer >= 0, got '-2'"),
         (["soak", "service:handle", "-n", "5", "--warmup", "5"], "must be less than"),
+        (["soak", "service:handle", "-n", "50", "--max-iterations", "20"], "must be at least"),
+        (["soak", "service:handle", "--max-seconds", "0"], "must be a positive number"),
         (["soak", "service"], "expected MODULE:FUNCTION, got 'service'"),
         (["soak", "service:handle", "--svg", "no/such/dir/x.svg"], "does not exist"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),

@@ -17,7 +17,8 @@ import pytest
 
 import reftrace
 from reftrace.demo import agent as demo
-from reftrace.soak import SoakReport, default_warmup, judge
+from reftrace.soak import SoakReport, default_warmup
+from reftrace.stats import judge
 
 # Module globals the lifecycles below keep things in, as a service would.
 REQUESTS_SEEN: list[list[str]] = []
@@ -50,13 +51,18 @@ def test_a_list_that_gains_items_every_call_is_leaking_with_its_path() -> None:
     assert sr.leaking is True
     assert sr.confidence == "high"
     assert sr.warmup == default_warmup(30) == 6
-    assert len(sr.objects) == len(sr.memory) == 31
+    assert sr.verdict == "leaking" and sr.iterations == sr.requested == 30
+    assert len(sr.objects) == len(sr.blocks) == 31
     # One list of 56 chunks per call: one more tracked object, 56 more strings.
     assert sr.objects_trend.per_iteration == 1
-    assert sr.objects_trend.every_interval
-    assert sr.memory_trend.growing and sr.memory_trend.per_iteration > 56 * 40
+    assert sr.objects_trend.every_interval and sr.objects_trend.regular
+    assert sr.blocks_trend.growing and sr.blocks_trend.per_iteration >= 57
 
     [container] = sr.containers
+    assert container.status == "unbounded" and container.holder
+    assert container.bound is None and not container.weak
+    # What one call's item keeps: the list of 56 strings.
+    assert container.kept_objects >= 1 and container.kept_bytes > 56 * 50
     assert container.path is not None
     assert container.path.root.kind == "module"
     assert container.path.root.name == __name__
@@ -87,7 +93,7 @@ def test_projection_table_in_str() -> None:
     assert [row.iterations for row in rows] == [1_000, 10_000, 100_000]
     assert [row.objects for row in rows] == [1_000, 10_000, 100_000]
     assert [row.items for row in rows] == [1_000, 10_000, 100_000]
-    assert rows[2].bytes == round(sr.memory_trend.per_iteration * 100_000)
+    assert rows[2].bytes == round(sr.bytes_per_iteration * 100_000) > 0
     text = str(sr)
     table = text[text.index("projection at the measured rate") :].splitlines()
     assert table[1].split() == ["iterations", "objects", "memory", "container", "items"]
@@ -103,9 +109,9 @@ def test_strings_the_gc_does_not_track_still_count() -> None:
 
     sr = reftrace.soak(log_request, iterations=30)
     assert sr.leaking
-    # Strings are invisible to the gc: the object count is flat, the bytes are not.
+    # Strings are invisible to the gc: the object count is flat, allocated blocks are not.
     assert not sr.objects_trend.growing
-    assert sr.memory_trend.growing
+    assert sr.blocks_trend.growing and sr.blocks_trend.per_iteration == 1
     assert [c.expression for c in sr.containers] == ["LOG_LINES"]
     assert ("str", 1) in sr.containers[0].item_types
     assert any(t.name == "str" and not t.tracked for t in sr.types)
@@ -163,11 +169,18 @@ def test_cache_that_fills_during_warmup_then_plateaus_is_not_leaking() -> None:
 
 
 def test_the_soak_does_not_measure_itself() -> None:
-    sr = reftrace.soak(lambda: None, iterations=30)
-    assert not sr.leaking
+    # Everything the soak keeps (its series, type counts, container censuses)
+    # is read before and after its bookkeeping and subtracted: an empty
+    # lifecycle is flat, to the object; to the block but for a one-time step
+    # the first census's code takes (the interpreter's first-use caches).
+    sr = reftrace.soak(lambda: None, iterations=60)
+    assert sr.verdict == "not leaking" and sr.confidence == "high"
     assert len(set(sr.objects[sr.warmup :])) == 1
+    assert max(sr.blocks[sr.warmup :]) - min(sr.blocks[sr.warmup :]) <= 3
+    assert len(set(sr.blocks[sr.warmup + 2 :])) == 1
     assert sr.objects_trend.per_iteration == 0
-    assert sr.memory_trend.per_iteration == 0
+    assert sr.blocks_trend.per_iteration == 0
+    assert sr.reason.startswith("flat: objects and allocated blocks unchanged")
 
 
 def test_a_leak_on_every_third_call_is_still_a_trend() -> None:
@@ -295,7 +308,9 @@ def test_render_writes_a_valid_svg(tmp_path: Path) -> None:
     text = Path(out).read_text(encoding="utf-8")
     root = ET.fromstring(text)
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert len(root.findall(".//{http://www.w3.org/2000/svg}polyline")) == 2
+    # Objects, allocated blocks and (with glibc) malloc'd bytes.
+    panels = 3 if sr.malloc else 2
+    assert len(root.findall(".//{http://www.w3.org/2000/svg}polyline")) == panels
     assert "REQUESTS_SEEN" in text  # the retention graph of the growing container
     with pytest.raises(ValueError, match="svg"):
         sr.render(str(tmp_path / "soak.png"))
@@ -318,6 +333,12 @@ def test_render_writes_a_valid_svg(tmp_path: Path) -> None:
         ({"samples": -1}, ValueError, "samples must be at least 0"),
         ({"loop": "loop"}, TypeError, "loop must be an asyncio event loop"),
         ({"max_depth": 0}, ValueError, "max_depth must be at least 1"),
+        ({"iterations": 30, "max_iterations": 20}, ValueError, "max_iterations must be at least"),
+        ({"max_seconds": 0}, ValueError, "max_seconds must be positive"),
+        ({"max_seconds": "60"}, TypeError, "max_seconds must be a number"),
+        ({"bounded": ["nosuchmodule.CACHE"]}, ValueError, "no imported module 'nosuchmodule'"),
+        ({"bounded": ["collections.NO_SUCH"]}, ValueError, "has no attribute 'NO_SUCH'"),
+        ({"bounded": ["not a name"]}, ValueError, "is not a dotted name"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, message) -> None:
@@ -370,7 +391,7 @@ def test_too_few_iterations_say_so() -> None:
     sr = reftrace.soak(lambda: None, iterations=4, warmup=2)
     assert not sr.leaking
     assert sr.confidence == "low"
-    assert "judged on only 2 iterations after warm-up" in sr.reason
+    assert "judged on only 2 calls after warm-up" in sr.reason
 
 
 # -- the trend statistics ------------------------------------------------------------

@@ -4,7 +4,7 @@
 the growing containers with a sample leak trace each, the allocation sites
 that grow, and a projection of what more iterations would keep.
 ``render_soak_html`` is the Jupyter view; ``render_soak_svg`` draws the
-object count and traced memory over the iterations, and under it the
+object count, allocated blocks and malloc'd bytes over the iterations, and under it the
 retention graph of the growing containers (Graphviz, as ``Report.render``).
 
 Every string from the program (type names, paths, sites) is masked
@@ -52,18 +52,30 @@ def _rate(value: float) -> str:
 
 
 def headline(sr: SoakReport) -> str:
-    verdict = "leaking" if sr.leaking else "not leaking"
-    return f"{verdict} ({sr.confidence} confidence): {_clean(sr.reason, 400)}"
+    return f"{sr.verdict} ({sr.confidence} confidence): {_clean(sr.reason, 400)}"
+
+
+def _iterations_text(sr: SoakReport) -> str:
+    if sr.extra > 0:
+        return (
+            f"{sr.iterations:,} iterations ({sr.requested:,} asked, {sr.extra:,} more to "
+            f"decide; {sr.warmup} warm-up)"
+        )
+    return f"{sr.iterations:,} iterations ({sr.warmup} warm-up)"
 
 
 def _summary(sr: SoakReport) -> str:
-    start, end = sr.objects[sr.warmup], sr.objects[-1]
-    grown = sr.memory[-1] - sr.memory[sr.warmup]
+    start = sr.warmup
+    parts = [
+        f"objects {sr.objects[start]:,} → {sr.objects[-1]:,}",
+        f"allocated blocks {sr.blocks[start]:,} → {sr.blocks[-1]:,}",
+    ]
+    if sr.malloc:
+        parts.append(f"malloc {_signed_size(sr.malloc[-1] - sr.malloc[start])}")
     calls = sr.timings.get("per_iteration_calls", 0.0)
     overhead = sr.timings.get("per_iteration_overhead", 0.0)
     return (
-        f"{sr.iterations} iterations ({sr.warmup} warm-up); after warm-up, objects "
-        f"{start:,} → {end:,}, traced memory {_signed_size(grown)}; "
+        f"{_iterations_text(sr)}; after warm-up, {', '.join(parts)}; "
         f"{_duration(calls)} per call, {_duration(overhead)} measuring per iteration"
     )
 
@@ -95,6 +107,12 @@ def _types_lines(sr: SoakReport) -> list[str]:
 
 def _container_stats(container: GrowingContainer) -> str:
     lengths = container.lengths
+    if container.unit == "bytes":
+        return (
+            f"{_clean(container.type_name, 30)}: {_signed_size(container.per_iteration)} per "
+            f"iteration ({human_size(lengths[0][1])} after iteration {lengths[0][0]}, "
+            f"{human_size(lengths[-1][1])} after {lengths[-1][0]})"
+        )
     return (
         f"{_clean(container.type_name, 30)}: {_rate(container.per_iteration)} items per "
         f"iteration ({lengths[0][1]:,} items after iteration {lengths[0][0]}, "
@@ -106,12 +124,26 @@ def _container_head(container: GrowingContainer) -> str:
     return f"{_clean(container.name, 100)}  {_container_stats(container)}"
 
 
+def _status_line(container: GrowingContainer) -> str:
+    text = _clean(container.describe(), 200)
+    if container.kept_objects:
+        text = (
+            f"one call's items keep {container.kept_objects:,} objects, "
+            f"{human_size(container.kept_bytes)} alive; {text}"
+        )
+    return text
+
+
 def _container_lines(container: GrowingContainer) -> list[str]:
-    lines = [_clean(container.name, 100), "  " + _container_stats(container)]
+    lines = [
+        _clean(container.name, 100),
+        "  " + _container_stats(container),
+        "  " + _status_line(container),
+    ]
     if container.item_types:
         listed = ", ".join(f"{_clean(name, 40)} ×{n}" for name, n in container.item_types)
         lines.append(f"  gained in one more call: {listed}")
-    if container.samples:
+    if container.samples and not container.weak:
         leak = container.samples[0]
         traced = len(container.samples)
         lines.append(
@@ -128,20 +160,54 @@ def _container_lines(container: GrowingContainer) -> list[str]:
     return lines
 
 
+def _containers_title(sr: SoakReport) -> str:
+    count = sum(1 for c in sr.containers if not c.weak)
+    holders = len(sr.holders)
+    title = f"growing containers ({count}), each grew at every checkpoint"
+    if holders and holders < count:
+        title += f"; the {holders} with no bound first"
+    return title + ":"
+
+
+def _stopped_lines(sr: SoakReport) -> list[str]:
+    """Containers that grew, then stopped: shown where they explain the verdict
+    (a cache that filled), or carry a declared bound."""
+    shown = [c for c in sr.stopped if c.bound is not None or sr.verdict != "leaking"]
+    if not shown:
+        return []
+    lines = ["containers that grew, then stopped:"]
+    for container in shown:
+        first, last = container.lengths[0], container.lengths[-1]
+        lines.append(f"  {_clean(container.name, 100)}")
+        if container.bound is not None:
+            lines.append(f"    {_clean(container.describe(), 200)}")
+        else:
+            lines.append(
+                f"    {first[1]:,} items after iteration {first[0]}, {last[1]:,} after "
+                f"{last[0]}, then no more"
+            )
+    return lines
+
+
 def _projection_lines(sr: SoakReport) -> list[str]:
     objects, memory = sr.per_iteration
     if not sr.leaking:
+        if sr.inconclusive:
+            return ["projection: none until the verdict is settled"]
+        if sr.containers:
+            return ["projection: nothing to project, what grows is bounded"]
         return ["projection: nothing to project, no growth was found after warm-up"]
     rows = sr.projection()
+    holders = bool(sr.holders)
     lines = [
         f"projection at the measured rate ({max(objects, 0):,.1f} objects, "
         f"{human_size(round(max(memory, 0)))} per iteration):",
         f"  {'iterations':>10} {'objects':>12} {'memory':>11}"
-        + (f" {'container items':>16}" if sr.containers else ""),
+        + (f" {'container items':>16}" if holders else ""),
     ]
     for row in rows:
         line = f"  {row.iterations:>10,} {row.objects:>+12,} {'+' + human_size(row.bytes):>11}"
-        if sr.containers:
+        if holders:
             line += f" {row.items:>+16,}"
         lines.append(line)
     return lines
@@ -149,28 +215,43 @@ def _projection_lines(sr: SoakReport) -> list[str]:
 
 def render_soak(sr: SoakReport) -> str:
     out = [headline(sr), _summary(sr)]
+    if sr.settle:
+        out.append(f"to settle it: {_clean(sr.settle, 200)}")
     type_lines = _types_lines(sr)
     if type_lines:
         out.append("")
         out.extend(type_lines)
-    if sr.containers:
+    detailed = [c for c in sr.containers if not c.weak]
+    weak = [c for c in sr.containers if c.weak]
+    if detailed:
         out.append("")
-        count = len(sr.containers)
-        out.append(f"growing containers ({count}), each grew at every checkpoint:")
-        for container in sr.containers:
+        out.append(_containers_title(sr))
+        for container in detailed:
             out.extend("  " + line for line in _container_lines(container))
-    elif sr.leaking and sr.sample is not None and sr.sample.survivors:
+    elif sr.verdict != "not leaking" and sr.sample is not None and sr.sample.survivors:
         out.append("")
         out.append("no container grew at every checkpoint; one more call left behind:")
         for group in sr.sample.survivors[:3]:
             out.extend("  " + line for line in str(group).splitlines())
-    if sr.leaking and sr.sites:
+    if weak:
         out.append("")
-        out.append("traced memory kept per iteration, by line:")
+        out.append(
+            f"also growing, weak references only ({len(weak)}): a symptom of the growth "
+            "above, never the holder:"
+        )
+        for container in weak:
+            out.append(f"  {_clean(container.name, 100)}  {_container_stats(container)}")
+    stopped = _stopped_lines(sr)
+    if stopped:
+        out.append("")
+        out.extend(stopped)
+    if sr.verdict != "not leaking" and sr.sites:
+        out.append("")
+        out.append("allocated by one more call and still in use after it, by line:")
         for site in sr.sites[:5]:
             out.append(
                 f"  {_signed_size(site.bytes_per_iteration):>11} "
-                f"{site.blocks_per_iteration:>8,.1f} blocks  {_clean(site.site, 90)}"
+                f"{site.blocks_per_iteration:>8,.0f} blocks  {_clean(site.site, 90)}"
             )
     out.append("")
     out.extend(_projection_lines(sr))
@@ -192,7 +273,7 @@ def _pre(lines: list[str]) -> str:
 
 
 def render_soak_html(sr: SoakReport) -> str:
-    color = "#c92a2a" if sr.leaking else "#2b8a3e"
+    color = {"leaking": "#c92a2a", "inconclusive": "#e67700"}.get(sr.verdict, "#2b8a3e")
     parts = [
         "<div class='reftrace-soak' style='font-family:sans-serif'>",
         f"<p style='color:{color};font-weight:bold'>{_h(headline(sr), 600)}</p>",
@@ -221,8 +302,15 @@ def render_soak_html(sr: SoakReport) -> str:
                 trace = _pre(render_path(container.path))
             if container.stored_at is not None:
                 trace += _pre(render_store(container.stored_at))
-            items.append(f"<li><code>{_h(_container_head(container), 300)}</code>{trace}</li>")
+            status = f"<br><i>{_h(_status_line(container), 300)}</i>"
+            items.append(
+                f"<li><code>{_h(_container_head(container), 300)}</code>{status}{trace}</li>"
+            )
         parts.append("<h4>Growing containers</h4><ul>" + "".join(items) + "</ul>")
+    if sr.stopped:
+        parts.append(_pre(_stopped_lines(sr)))
+    if sr.settle:
+        parts.append(f"<p>to settle it: <code>{_h(sr.settle, 200)}</code></p>")
     if sr.leaking:
         rows = "".join(
             f"<tr><td style='text-align:right'>{p.iterations:,}</td>"
@@ -263,7 +351,7 @@ def _panel(
     steps = max(len(values) - 1, 1)
     warm = inner * sr.warmup / steps
     low, high = min(values), max(values)
-    fmt: Callable[[int], str] = (lambda v: f"{v:,}") if label == "objects" else human_size
+    fmt: Callable[[int], str] = (lambda v: f"{v:,}") if label != "bytes" else human_size
     out = [
         f"<text x='{left}' y='{top - 8:.0f}' font-size='13' font-weight='bold'>"
         f"{html.escape(title)}</text>",
@@ -275,7 +363,7 @@ def _panel(
             f"<rect x='{left}' y='{top}' width='{warm:.1f}' height='{height}' fill='#e9ecef'/>"
             f"<text x='{left + 4}' y='{top + 14}' font-size='10' fill='#868e96'>warm-up</text>"
         )
-    color = "#c92a2a" if sr.leaking else "#1c7ed6"
+    color = {"leaking": "#c92a2a", "inconclusive": "#e67700"}.get(sr.verdict, "#1c7ed6")
     out.append(
         f"<polyline fill='none' stroke='{color}' stroke-width='2' "
         f"points='{_polyline(values, left, top, inner, height)}'/>"
@@ -293,15 +381,17 @@ def _panel(
 
 
 def growth_plot_svg(sr: SoakReport, width: int = 720) -> str:
-    """Object count and traced memory after each call, warm-up shaded."""
-    height = 360
+    """Objects, allocated blocks and malloc'd bytes after each call, warm-up shaded."""
+    height = 525 if sr.malloc else 360
     body = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
         f"viewBox='0 0 {width} {height}' font-family='Helvetica, Arial, sans-serif'>",
         f"<text x='10' y='18' font-size='13'>{html.escape(_clean(headline(sr), 110))}</text>",
     ]
     body += _panel(sr, sr.objects, "live gc-tracked objects", "objects", 50, width)
-    body += _panel(sr, sr.memory, "traced memory", "bytes", 215, width)
+    body += _panel(sr, sr.blocks, "allocated blocks (pymalloc)", "blocks", 215, width)
+    if sr.malloc:
+        body += _panel(sr, sr.malloc, "bytes in use in malloc", "bytes", 380, width)
     body.append("</svg>")
     return "".join(body)
 
@@ -397,7 +487,7 @@ def render_soak_svg(sr: SoakReport, path: str, format: str | None = None) -> str
     plot = growth_plot_svg(sr, width=width)
     inner = plot[plot.index(">") + 1 : plot.rindex("</svg>")]
     parts = [inner]
-    total_height, total_width = 360.0, float(width)
+    total_height, total_width = (525.0 if sr.malloc else 360.0), float(width)
     graph = _graph_svg(sr) if sr.containers else None
     if graph is not None:
         parts.append(
