@@ -38,6 +38,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     # reftrace itself is imported only by a test that uses the plugin.
     import reftrace
     from reftrace.report import Report, SurvivorGroup
+
+
+class ReftraceWarning(pytest.PytestWarning):
+    """reftrace could not decide: an inconclusive soak, a leak it could not confirm."""
+
 
 _WATCH = pytest.StashKey["reftrace.Watch"]()
 _MACHINERY_KEY = pytest.StashKey[tuple[frozenset[str], tuple[str, ...]]]()
@@ -91,8 +97,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "no_leaks(allow=(), max_objects=0, warmup=1): after a warm-up run, fail the test "
-        "when objects it created stay attached to the heap that existed before it (reftrace)",
+        "no_leaks(allow=(), max_objects=0, warmup=1, bounded=()): after a warm-up run, fail "
+        "the test when objects it created stay attached to the heap that existed before "
+        "it, and stay so when it runs once more (reftrace)",
     )
 
 
@@ -119,7 +126,9 @@ def reftrace_soak(request: pytest.FixtureRequest) -> Callable[..., reftrace.Soak
 
     Fails the test when :func:`reftrace.soak` finds it leaking (the message is
     the soak report; its graphs go under ``--reftrace-dir``); otherwise
-    returns the :class:`reftrace.SoakReport`. Options are those of
+    returns the :class:`reftrace.SoakReport`. An inconclusive soak does not
+    fail the test: it issues a :class:`ReftraceWarning` that says why, and the
+    run that would settle it. Options are those of
     :func:`reftrace.soak`. Call it from a synchronous test: a coroutine
     function is run on a fresh event loop.
     """
@@ -129,11 +138,23 @@ def reftrace_soak(request: pytest.FixtureRequest) -> Callable[..., reftrace.Soak
 
     def run(fn: Callable[[], Any], iterations: int = 30, **options: Any) -> reftrace.SoakReport:
         result = reftrace.soak(fn, iterations, **options)
+        name = getattr(fn, "__name__", type(fn).__name__)
         if result.leaking:
-            name = getattr(fn, "__name__", type(fn).__name__)
-            message = [f"reftrace: {name} leaks over {iterations} iterations", "", str(result)]
+            message = [
+                f"reftrace: {name} leaks over {result.iterations} iterations",
+                "",
+                str(result),
+            ]
             message += _drawn(result.render, directory, request.node.nodeid, "soak")
             pytest.fail("\n".join(message), pytrace=False)
+        if result.inconclusive:
+            warnings.warn(
+                ReftraceWarning(
+                    f"reftrace: {name}: inconclusive after {result.iterations} iterations: "
+                    f"{result.reason}; to settle it: {result.settle}"
+                ),
+                stacklevel=2,
+            )
         return result
 
     return run
@@ -148,6 +169,8 @@ class _Settings:
     allow: tuple[str, ...] = ()
     max_objects: int = 0
     warmup: int = 0
+    #: ids of the containers declared bounded by design, with how each is shown
+    bounded: tuple[tuple[int, str], ...] = ()
 
 
 def _settings(item: pytest.Item) -> _Settings | None:
@@ -164,10 +187,12 @@ def _settings(item: pytest.Item) -> _Settings | None:
     allow = options.pop("allow", ())
     max_objects = options.pop("max_objects", 0)
     warmup = options.pop("warmup", 1)
+    bounded = options.pop("bounded", ())
     if options:
         raise TypeError(
             f"no_leaks got unknown option(s) {', '.join(sorted(options))}; "
-            "it takes allow=[type or name, ...], max_objects=N and warmup=N"
+            "it takes allow=[type or name, ...], max_objects=N, warmup=N and "
+            "bounded=[container or 'module.NAME', ...]"
         )
     if isinstance(allow, (str, type)):
         allow = (allow,)
@@ -185,7 +210,15 @@ def _settings(item: pytest.Item) -> _Settings | None:
         raise TypeError(f"no_leaks(max_objects=...) takes an int >= 0, got {max_objects!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise TypeError(f"no_leaks(warmup=...) takes an int >= 0, got {warmup!r}")
-    return _Settings(True, tuple(names), max_objects, warmup)
+    declared: tuple[tuple[int, str], ...] = ()
+    if bounded:
+        from reftrace.bounds import resolve_declared
+
+        try:
+            declared = tuple(resolve_declared(bounded).items())
+        except ValueError as error:
+            raise TypeError(f"no_leaks(bounded=...): {error}") from None
+    return _Settings(True, tuple(names), max_objects, warmup, declared)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -219,28 +252,48 @@ def _run_watched(
 
     Under ``no_leaks`` the test first runs unwatched ``warmup`` times: what a
     first run sets up once (a logger, a cache entry, a registry's empty list)
-    is there before the watched run, which then shows only what grows.
+    is there before the watched run, which then shows only what grows. When
+    the watched run left new objects attached to old holders, the test runs
+    once more, watched, and fails only for the holders that grew again (an
+    entry replaced, a bounded cache that churns, do not grow). Every run but
+    the last is torn down as if a sibling test came next; the last one tears
+    down to the real next test.
     """
     import reftrace
 
+    beside: Any = _Beside(item)
     for _ in range(settings.warmup):
         if "reftrace_watch" in getattr(item, "fixturenames", ()):
             warm = reftrace.watch(survivors=False)  # for the fixture; never analysed
-            reports = _run_inside(item, _Beside(item), warm)  # type: ignore[arg-type]
+            reports = _run_inside(item, beside, warm)
             warm._abandon()
         else:
-            reports = runtestprotocol(item, log=False, nextitem=_Beside(item))  # type: ignore[arg-type]
+            reports = runtestprotocol(item, log=False, nextitem=beside)
         if any(r.outcome != "passed" for r in reports):
-            return reports  # a failing or skipped first run is the result
+            # A failing or skipped first run is the result.
+            return _torn_down(item, nextitem, reports)
         item._report_sections.clear()  # output of the warm-up run is not shown
     watch = reftrace.watch(survivors=settings.survivors)
-    reports = _run_inside(item, nextitem, watch)
+    reports = _run_inside(item, beside, watch)
+    message = None
     try:
         watch.__exit__(None, None, None)
-        message = _verdict(item, watch.report, settings, reports)
+        found = _left_behind(item, watch.report, settings, reports)
+        del watch
+        if found is not None and found[1]:
+            found = _confirmed(item, beside, settings, found)
+        if found is not None:
+            message = _message(item, settings, *found)
     except Exception:
         message = "reftrace could not analyse this test:\n" + traceback.format_exc()
-    del watch
+    if settings.warmup and _failed_on_a_later_run(reports):
+        _note(
+            reports,
+            "reftrace: this test passed on its warm-up run and failed when run again in the "
+            "same process (its first run changes what the second sees). If that is by "
+            "design, mark it @pytest.mark.no_leaks(warmup=0).",
+        )
+    reports = _torn_down(item, nextitem, reports)
     if message is not None:
         _fail(reports, message)
     else:
@@ -252,9 +305,9 @@ def _run_watched(
 
 
 class _Beside:
-    """The ``nextitem`` of a warm-up run: a test beside this one, in the same
-    parents. Its teardown ends the function's fixtures and keeps every wider
-    one, so that the watched run finds them old (as the test's real
+    """The ``nextitem`` of a run before the last: a test beside this one, in
+    the same parents. Its teardown ends the function's fixtures and keeps
+    every wider one, so that the next run finds them old (as the test's real
     ``nextitem`` may not: the last test of a module would set its module
     fixtures up anew, and what they hold would all look new)."""
 
@@ -265,9 +318,36 @@ class _Beside:
         return self._chain
 
 
-def _run_inside(
-    item: pytest.Item, nextitem: pytest.Item | None, watch: reftrace.Watch
+def _torn_down(
+    item: pytest.Item, nextitem: pytest.Item | None, reports: list[pytest.TestReport]
 ) -> list[pytest.TestReport]:
+    """Tear down what the real next test does not share (the runs so far
+    stopped at the test's own parents), into the teardown's report."""
+    from _pytest.runner import CallInfo
+
+    if item.session.shouldfail or item.session.shouldstop:
+        nextitem = None
+    call = CallInfo.from_call(
+        lambda: item.session._setupstate.teardown_exact(nextitem), when="teardown"
+    )
+    if call.excinfo is None:
+        return reports
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    return [r for r in reports if r.when != "teardown"] + [report]
+
+
+def _failed_on_a_later_run(reports: list[pytest.TestReport]) -> bool:
+    return any(r.failed and r.when in ("setup", "call") for r in reports)
+
+
+def _note(reports: list[pytest.TestReport], text: str) -> None:
+    for report in reports:
+        if report.failed and report.when in ("setup", "call"):
+            report.sections.append(("reftrace", text))
+            return
+
+
+def _run_inside(item: pytest.Item, nextitem: Any, watch: reftrace.Watch) -> list[pytest.TestReport]:
     """pytest's own run of the item (setup, call, teardown), the watch entered
     before the setup; the reports are not logged yet."""
     item.stash[_WATCH] = watch
@@ -290,13 +370,17 @@ def _fail(reports: list[pytest.TestReport], message: str) -> None:
         call.longrepr = message
 
 
-def _verdict(
+_Found = tuple["Report", "list[SurvivorGroup]"]
+
+
+def _left_behind(
     item: pytest.Item,
     report: Report,
     settings: _Settings,
     reports: list[pytest.TestReport],
-) -> str | None:
-    """The failure message, or None when the test left nothing behind."""
+) -> _Found | None:
+    """The report and the survivor groups the test is to fail for, or None
+    when it left nothing behind."""
     if any(r.outcome != "passed" or hasattr(r, "wasxfail") for r in reports):
         # The test failed or was skipped: its traceback (sys.last_exc, the
         # report) keeps its locals, which would all look leaked.
@@ -306,15 +390,85 @@ def _verdict(
     survivors = []
     if settings.survivors:
         machinery = _machinery(item.config)
+        declared = {key for key, _ in settings.bounded}
         survivors = [
             group
             for group in report.survivors
-            if _kept_by_design(group, machinery) is None and not _allowed(group, settings)
+            if _kept_by_design(group, machinery) is None
+            and not _allowed(group, settings)
+            and group.holder_id not in declared
         ]
         if sum(group.count for group in survivors) <= settings.max_objects:
             survivors = []
     if not report.leaks and not survivors:
         return None
+    return report, survivors
+
+
+def _holder_key(group: SurvivorGroup) -> tuple[object, ...]:
+    """Where a group attaches, the same from one run to the next: the old
+    holder's path and the kind of reference (an index differs, ``[17]``/``[18]``)."""
+    if group.path is None or not group.path.steps:
+        return (group.holder_type, group.edge)
+    steps = group.path.steps
+    return (group.path.root, tuple(step.code for step in steps[:-1]), steps[-1].kind)
+
+
+def _confirmed(item: pytest.Item, beside: Any, settings: _Settings, found: _Found) -> _Found | None:
+    """Run the test once more, watched: keep the groups whose holder grew again.
+
+    A holder that is a container must be longer after the second run; one
+    that is not must have new objects attached again. A test that does not
+    pass a third time cannot confirm anything: a warning says so, and the
+    test is not failed for its survivors.
+    """
+    import reftrace
+
+    report, survivors = found
+    item._report_sections.clear()
+    watch = reftrace.watch(survivors=True)
+    again = _run_inside(item, beside, watch)
+    watch.__exit__(None, None, None)
+    second = watch.report
+    del watch
+    item._report_sections.clear()
+    if any(r.outcome != "passed" for r in again):
+        warnings.warn(
+            ReftraceWarning(
+                f"reftrace: {item.nodeid} left {sum(g.count for g in survivors)} new objects "
+                "attached to old holders, but did not pass when run once more to confirm "
+                "they keep growing; not failed for them"
+            ),
+            stacklevel=2,
+        )
+        return (report, []) if report.leaks else None
+    later = {_holder_key(group): group for group in second.survivors}
+    kept = []
+    for group in survivors:
+        twin = later.get(_holder_key(group))
+        if twin is None:
+            continue
+        if group.holder_length is None or twin.holder_length is None:
+            kept.append(group)
+        elif twin.holder_length > group.holder_length:
+            kept.append(
+                dataclasses.replace(
+                    group,
+                    reason=(
+                        f"grew again when the test ran once more: {group.holder_length:,} → "
+                        f"{twin.holder_length:,} items"
+                    ),
+                )
+            )
+    if not report.leaks and not kept:
+        return None
+    return report, kept
+
+
+def _message(
+    item: pytest.Item, settings: _Settings, report: Report, survivors: list[SurvivorGroup]
+) -> str:
+    """The failure message: the leak traces, the graph, and what to do if it is by design."""
     from reftrace.report import Report
 
     shown = Report(
@@ -328,18 +482,24 @@ def _verdict(
     if not shown.leaks:  # its first line would say "no leaks"
         text = text.partition("\n\n")[2]
     lines = [_headline(item, report, survivors), "", text]
+    confirmed = [group for group in survivors if group.reason.startswith("grew again")]
+    if confirmed:
+        lines += ["", "confirmed: the test ran once more, and"]
+        lines += [f"  {group.attachment}: {group.reason}" for group in confirmed]
     lines += _drawn(shown.render, _directory(item.config), item.nodeid, "")
     if survivors:
         names = sorted({_attached_type(group) for group in survivors})
         lines += [
             "",
             "if they are kept on purpose: "
-            f"@pytest.mark.no_leaks(allow=[{', '.join(map(repr, names))}])",
+            f"@pytest.mark.no_leaks(allow=[{', '.join(map(repr, names))}]), or "
+            "bounded=[the container] when it is bounded by design",
         ]
     return "\n".join(lines)
 
 
 def _headline(item: pytest.Item, report: Report, survivors: list[SurvivorGroup]) -> str:
+    """One line: how many tracked objects and new objects the test left behind."""
     parts = []
     if report.leaks:
         n = len(report.leaks)

@@ -232,16 +232,23 @@ def test_bad_marker_options_fail_that_test_with_the_reason(project: pytest.Pytes
         def test_positional():
             pass
 
+        @pytest.mark.no_leaks(bounded=["nosuchmodule.CACHE"])
+        def test_bounded_nowhere():
+            pass
+
         def test_unrelated():
             pass
         """
     )
     result = run(project)
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(passed=1, failed=4)
+    result.stdout.fnmatch_lines(
+        ["*no_leaks(bounded=...): bounded: 'nosuchmodule.CACHE' names nothing*"]
+    )
     result.stdout.fnmatch_lines(
         [
             "no_leaks got unknown option(s) alow; it takes allow=[type or name, ...], "
-            "max_objects=N and warmup=N",
+            "max_objects=N, warmup=N and bounded=[container or 'module.NAME', ...]",
             "no_leaks(max_objects=...) takes an int >= 0, got -1",
             "no_leaks takes keyword arguments only: allow=[...], max_objects=N, warmup=N",
         ]
@@ -394,7 +401,7 @@ def test_soak_fixture(project: pytest.Pytester) -> None:
     out = result.stdout.str()
     result.stdout.fnmatch_lines(
         [
-            "reftrace: <lambda> leaks over 20 iterations",
+            "reftrace: <lambda> leaks over * iterations",
             "",
             "leaking (* confidence): *",
             "FAILED test_soak.py::test_leaking_lifecycle*",
@@ -524,3 +531,130 @@ def test_the_seed_incident_in_one_marker(pytester: pytest.Pytester) -> None:
     assert "AGENT.events._listeners['chunk']" in out or "._listeners" in out
     assert "._runs" in out and "CUSTOM_STATES" in out and ".processor_states" in out
     assert ".last_error" in out
+
+
+def test_no_leaks_fails_only_for_holders_that_grow_again(project: pytest.Pytester) -> None:
+    """Confirmed before failing: the test runs once more, and only a holder
+    that is longer again fails it; an entry replaced, a churning bounded cache
+    and a container declared bounded do not."""
+    project.makepyfile(
+        test_confirm="""
+        import pytest
+
+        CURRENT = {}
+        RECENT = {}
+        HISTORY = []
+        PAGES = {}
+
+        @pytest.mark.no_leaks
+        def test_entry_replaced_every_run():
+            CURRENT["session"] = {"user": "ada", "rows": [1, 2, 3]}
+
+        @pytest.mark.no_leaks
+        def test_eight_entry_cache_that_churns():
+            for _ in range(20):
+                key = object()
+                if len(RECENT) >= 8:
+                    del RECENT[next(iter(RECENT))]
+                RECENT[key] = [key]
+
+        @pytest.mark.no_leaks
+        def test_history_that_grows():
+            HISTORY.append({"turn": len(HISTORY), "text": ["hi"] * 3})
+
+        @pytest.mark.no_leaks(bounded=[PAGES])
+        def test_cache_declared_bounded():
+            PAGES[len(PAGES)] = ["row"] * 5
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=3, failed=1)
+    out = result.stdout.str()
+    assert "FAILED test_confirm.py::test_history_that_grows" in out
+    assert "grew again when the test ran once more: 2 → 3 items" in out
+
+
+@pytest.mark.parametrize("ending", ["skip", "xfail"])
+def test_a_warmup_that_skips_still_tears_down_its_class_and_module(
+    project: pytest.Pytester, ending: str
+) -> None:
+    """The last test of a class and of a module skips (or xfails) on its
+    warm-up run: its class and module fixtures are torn down all the same."""
+    body = 'pytest.skip("not here")' if ending == "skip" else 'pytest.xfail("known")'
+    project.makepyfile(
+        test_a=f"""
+        import pytest
+
+        @pytest.fixture(scope="class")
+        def connection():
+            yield object()
+
+        @pytest.fixture(scope="module")
+        def server():
+            yield object()
+
+        class TestFirst:
+            def test_ok(self, connection, server):
+                pass
+
+            @pytest.mark.no_leaks
+            def test_last_in_class(self, connection, server):
+                {body}
+
+        class TestSecond:
+            def test_after(self, connection):
+                pass
+
+        @pytest.mark.no_leaks
+        def test_last_in_module(server):
+            {body}
+        """,
+        test_b="""
+        def test_next_module():
+            pass
+        """,
+    )
+    result = run(project)
+    outcome = {"skip": "skipped", "xfail": "xfailed"}[ending]
+    result.assert_outcomes(passed=3, **{outcome: 2})
+    assert "not torn down" not in result.stdout.str()
+
+
+def test_a_test_that_cannot_run_twice_is_told_so(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_once="""
+        import pytest
+
+        SETTINGS = {"token": "abc"}
+
+        @pytest.mark.no_leaks
+        def test_takes_the_token():
+            assert SETTINGS.pop("token") == "abc"
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "passed on its warm-up run and failed when run again" in out
+    assert "@pytest.mark.no_leaks(warmup=0)" in out
+
+
+def test_an_inconclusive_soak_warns_and_does_not_fail(project: pytest.Pytester) -> None:
+    project.makepyfile(
+        test_vocabulary="""
+        import random
+
+        WORDS = {}
+        _rng = random.Random(3)
+
+        def test_tokenizer(reftrace_soak):
+            def tokenize():
+                for _ in range(_rng.randrange(0, 4)):
+                    WORDS[_rng.randrange(10**6)] = 1
+            report = reftrace_soak(tokenize, iterations=20, max_iterations=20)
+            assert report.inconclusive
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*ReftraceWarning: reftrace: tokenize: inconclusive after 20*"])
