@@ -63,6 +63,7 @@ import gc
 import inspect
 import json
 import math
+import random
 import sys
 import time
 import types
@@ -695,10 +696,24 @@ def default_budget(iterations: int) -> int:
 
 
 def _checkpoint_schedule(start: int, end: int, checkpoints: int) -> list[int]:
-    """``start`` and ``checkpoints`` more points, evenly spread up to ``end``."""
+    """``start`` and ``checkpoints`` more points spread up to ``end``.
+
+    The points between are moved by up to a quarter of their spacing (the
+    same way for the same run): evenly spaced checkpoints alias with a
+    container that fills and empties in a period of its own.
+    """
     measured = end - start
     count = max(min(checkpoints, measured), 1)
-    return [start] + [start + round(j * measured / count) for j in range(1, count + 1)]
+    rng = random.Random(start * 7919 + end)
+    points = [start]
+    for j in range(1, count + 1):
+        point = start + round(j * measured / count)
+        if j < count:
+            spread = measured // (4 * count)
+            point += rng.randint(-spread, spread)
+        if point > points[-1]:
+            points.append(point)
+    return points
 
 
 def soak(
@@ -1099,6 +1114,8 @@ class _Weighing:
 
 #: A later stage confirms growth when it grows at least this share of the rate before.
 _CONFIRMING_SHARE = 0.75
+#: Calls between warm-up and the judged half, at the least, to compare their rates.
+_MIN_COMPARED = 5
 #: ``malloc`` growth over the judged calls below this is its free chunk caches' noise.
 _MALLOC_NOISE = 8192
 #: Large strings and buffers must grow by at least this much over the last checkpoints.
@@ -1199,18 +1216,23 @@ def _atomic_growth(ledger: _Ledger) -> tuple[bool, float, bool]:
 def _stage_rates(
     ledger: _Ledger, n: int, warmup: int, objects: Trend, blocks: Trend, buffers: bool
 ) -> tuple[float, float] | None:
-    """The growth rate over the stage before and since it.
+    """The growth rate over the part of the run before, and since.
 
-    Of the counter that grows; or of the large strings and buffers; or of
-    the holder that gains the most items. The stage before is the judged
-    part of the first stage, or the run from the stage before that. ``None``
-    on the first stage, or with nothing growing.
+    On the first stage, "before" is the run from warm-up to the judged half
+    and "since" the judged half; later, the stage before and this one. Of the
+    counter that grows; or of the large strings and buffers; or of the
+    holder that gains the most items. ``None`` with nothing growing, or too
+    few calls before the judged half to compare.
     """
     stages = list(ledger.stages)
-    if not stages:
-        return None
-    end = stages[-1]
-    start = stages[-2] if len(stages) > 1 else end - max((end - warmup) // 2, 1)
+    if stages:
+        end = stages[-1]
+        start = stages[-2] if len(stages) > 1 else end - max((end - warmup) // 2, 1)
+    else:
+        end = n - max(objects.window, blocks.window)
+        start = warmup
+        if end - start < _MIN_COMPARED:
+            return None
     trend = max((objects, blocks), key=lambda t: (t.growing, t.grew))
     if trend.growing:
         series = ledger.objects if trend is objects else ledger.blocks
@@ -1274,16 +1296,21 @@ def _decide(w: _Weighing, second_look: bool) -> None:
             w.verdict, w.confidence = "leaking", "high"
             return
         w.verdict, w.confidence = "leaking", "medium"
-        if not settled and signal:
+        if not signal:
+            # Longer at every checkpoint, yet no counter grows: a container
+            # that fills and empties in a period the checkpoints alias with,
+            # or items that are not new objects. Not enough to call a leak.
+            w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "holder only"
+        elif not settled:
             # Growth that varies from call to call, not seen again at the same
             # rate: a cache filling from a large set of keys looks like this.
             w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "unconfirmed"
         elif window < DECISIVE_WINDOW:
             w.weak_because = "short"
+            if not w.regular:
+                w.verdict, w.confidence = "inconclusive", "low"
         elif w.intervals < DECISIVE_INTERVALS:
             w.weak_because = "few checkpoints"
-        elif not signal:
-            w.weak_because = "" if second_look else "holder only"
         return
     if exact or w.buffers:
         if window < DECISIVE_WINDOW:
@@ -1670,7 +1697,7 @@ def _explain(
             detail = ", ".join(f"{t.name} rose in {t.grew} and fell in {t.shrank}" for t in rose)
             text = f"no steady growth over the last {_count(window, 'call')}"
             if detail:
-                text += f" ({detail}): noise, not a trend"
+                text += f" ({detail}): it falls back, not a trend"
         else:
             text = f"no growth over the last {_count(window, 'call')}"
         if full:
@@ -1726,6 +1753,11 @@ def _explain(
             )
         elif w.weak_because == "no holder":
             text += "; not yet seen at the same rate a second time"
+        elif w.weak_because == "holder only":
+            text += (
+                "; but no count of objects, blocks or bytes grows with it (a container that "
+                "fills and empties looks like this between checkpoints)"
+            )
         elif w.weak_because == "short":
             text += f"; judged on only {_count(window, 'call')}"
         text += f"; the budget of {_count(n, 'call')} ran out"

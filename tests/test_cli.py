@@ -54,12 +54,14 @@ SERVICE = textwrap.dedent(
     import random
     _rng = random.Random(1)
     SEEN = {}
+    WORDS = [f"word{i}" for i in range(60)]
 
     def lookup():
-        # A few new keys on some calls, none on others: a leak, or a cache
-        # filling from a large set of keys? 20 calls cannot tell.
-        for _ in range(_rng.randrange(0, 4)):
-            SEEN[_rng.randrange(10**6)] = 1
+        # A vocabulary of 60 words: it grows more slowly with every call, and
+        # 20 calls do not see it stop.
+        for _ in range(6):
+            word = _rng.choice(WORDS)
+            SEEN.setdefault(word, [word])
     """
 )
 
