@@ -84,7 +84,7 @@ class Bound:
         if not self.bounded:
             return f"unbounded: {self.owner}"
         if self.limit is None:
-            return f"bounded by design ({self.owner}): {length:,} entries"
+            return f"bounded by design ({self.owner}), {length:,} entries"
         if length >= self.limit:
             return f"bounded: {length:,} of {self.limit:,} entries ({self.owner})"
         return f"filling: {length:,} of {self.limit:,}, stops at {self.limit:,} ({self.owner})"
@@ -132,7 +132,7 @@ def resolve_declared(declared: Iterable[object] | None) -> dict[int, str]:
         declared = [declared]
     out: dict[int, str] = {}
     for entry in declared:
-        shown = entry if isinstance(entry, str) else type_name(entry)
+        shown = entry if isinstance(entry, str) else f"a {type_name(entry)} given in bounded="
         obj = _lookup(entry) if isinstance(entry, str) else entry
         out[id(obj)] = shown
         for owned in _owned_containers(obj):

@@ -1281,7 +1281,7 @@ def _decide(w: _Weighing, second_look: bool) -> None:
         w.verdict = "not leaking"
         w.confidence = "high" if window >= DECISIVE_WINDOW else "medium" if window >= 4 else "low"
         return
-    if not holders and (w.count("filling") or w.count("bounded")):
+    if not holders and (w.count("filling") or w.count("bounded") or w.count("declared")):
         # Growth, and the containers that grow all have a declared bound.
         w.verdict, w.confidence = "not leaking", "medium"
         w.weak_because = "filling" if w.count("filling") else ""
@@ -1686,6 +1686,8 @@ def _explain(
             return f"no growth seen, but judged on only {_count(w.measured, 'call')} after warm-up"
         if (w.exact or w.buffers) and full:
             listed = "; ".join(c.describe() for c in full[:2])
+            if all(c.status == "declared" for c in full):
+                return f"what grows is held by containers declared bounded: {listed}"
             return f"what grew is bounded containers that filled: {listed}"
         if w.objects.change == 0 and w.blocks.change == 0 and not w.objects.grew + w.blocks.grew:
             text = (

@@ -459,3 +459,53 @@ def test_judge_needs_growth_spread_over_the_window() -> None:
     trend = judge("objects", [i // 3 for i in range(25)], exact=True)
     assert trend.grew == 4 and trend.shrank == 0
     assert trend.growing
+
+
+# -- bounds ----------------------------------------------------------------------------
+
+PAGE_CACHE: dict[int, list[str]] = {}
+
+
+class PageStore:
+    """A cache that bounds itself by its own logic, with no maxsize to read."""
+
+    def __init__(self) -> None:
+        self.pages: dict[int, list[str]] = {}
+
+    def get(self, page: int) -> list[str]:
+        if page not in self.pages:
+            if len(self.pages) >= 10_000:
+                self.pages.clear()
+            self.pages[page] = [f"row {i}" for i in range(5)]
+        return self.pages[page]
+
+
+STORE = PageStore()
+
+
+def test_a_container_declared_bounded_is_never_the_leak() -> None:
+    pages = itertools.count()
+
+    def render() -> None:
+        page = next(pages)
+        PAGE_CACHE[page] = [f"row {i}" for i in range(5)]
+
+    undeclared = reftrace.soak(render, iterations=30)
+    assert undeclared.verdict == "leaking"
+    PAGE_CACHE.clear()
+    for declared in ([PAGE_CACHE], [f"{__name__}.PAGE_CACHE"]):
+        sr = reftrace.soak(render, iterations=30, bounded=declared)
+        assert sr.verdict == "not leaking", str(sr)
+        [container] = sr.containers
+        assert container.status == "declared" and not container.holder
+        assert container.bound is not None and container.bound.kind == "declared"
+        assert "bounded by design (declared: " in sr.reason
+        PAGE_CACHE.clear()
+
+
+def test_the_owner_of_a_container_can_be_declared() -> None:
+    pages = itertools.count()
+    sr = reftrace.soak(lambda: STORE.get(next(pages)), iterations=30, bounded=[STORE])
+    assert sr.verdict == "not leaking", str(sr)
+    assert sr.containers and sr.containers[0].status == "declared"
+    STORE.pages.clear()
