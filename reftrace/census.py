@@ -245,9 +245,16 @@ def large_atomics() -> dict[int, int]:
     """
     objects = gc.get_objects()
     is_atomic = _ATOMIC_TYPES.__contains__
+    is_dict = _DICT_ONLY.__contains__
     sizes: dict[int, int] = {}
     for start in range(0, len(objects), _CHUNK):
         refs = referents_of_all(objects[start : start + _CHUNK])
+        # Through the dicts the gc does not track too (on 3.10 an instance's
+        # __dict__ that holds only strings).
+        hidden = list(filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs)))))
+        if hidden:
+            refs += referents_of_all(hidden)
+        del hidden
         atomics = list(compress(refs, map(is_atomic, map(type, refs))))
         del refs
         big = [size > LARGE for size in map(sys.getsizeof, atomics)]
@@ -266,9 +273,16 @@ def find_atomic(key: int) -> object | None:
     object refers to, or None."""
     objects = gc.get_objects()
     is_atomic = _ATOMIC_TYPES.__contains__
+    is_dict = _DICT_ONLY.__contains__
     try:
         for start in range(0, len(objects), _CHUNK):
             refs = referents_of_all(objects[start : start + _CHUNK])
+            hidden = list(
+                filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs))))
+            )
+            if hidden:
+                refs += referents_of_all(hidden)
+            del hidden
             for obj in compress(refs, map(is_atomic, map(type, refs))):
                 if id(obj) == key:
                     return obj

@@ -437,7 +437,7 @@ def test_readme_soak_example_prints_what_it_shows() -> None:
     else:
         # Sizes differ between versions (3.10 instances carry a dict); the finding does not.
         def finding(text: str) -> str:
-            part = text[text.index("growing containers") : text.index("traced memory kept")]
+            part = text[text.index("growing containers") : text.index("allocated by one more call")]
             return numbers_masked(part)
 
         assert printed.startswith("leaking (high confidence)")

