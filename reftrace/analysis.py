@@ -14,7 +14,7 @@ import gc
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import FrameType
@@ -46,6 +46,11 @@ _MAX_RETAINED_WALK = 100_000
 MAX_PROOFS = 20
 
 
+#: ``ignore(holder, objects)``: True leaves the new ``objects`` the old
+#: ``holder`` (None: a root) holds out of the survivors (``reftrace.watch``).
+Ignore = Callable[[object, list[object]], bool]
+
+
 @dataclass(slots=True)
 class Options:
     max_depth: int | None = DEFAULT_MAX_DEPTH
@@ -54,6 +59,7 @@ class Options:
     prove: bool = False
     #: keep the places along each finding's path live, for reftrace.locate()
     locate: bool = False
+    ignore: Ignore | None = None
 
 
 def build_report(
@@ -592,6 +598,20 @@ def _group_path(
     return Path(base.root, base.steps + (step,)), ""
 
 
+def _drop_ignored(groups: dict[tuple[int, str], list[int]], heap: HeapView, ignore: Ignore) -> None:
+    """Leave out the groups the caller's ``ignore`` accepts, before any path search."""
+    for group_key in list(groups):
+        holder = heap.nodes[group_key[0]] if group_key[0] else None
+        members = [heap.nodes[key] for key in groups[group_key]]
+        try:
+            drop = bool(ignore(holder, members))
+        except Exception:
+            drop = False
+        del holder, members
+        if drop:
+            del groups[group_key]
+
+
 def _survivor_groups(
     heap: HeapView,
     state: BlockState,
@@ -644,6 +664,8 @@ def _survivor_groups(
         for key, count in zip(unexplained, heap.hidden_references(unexplained)):
             if count > 0:
                 groups.setdefault((0, "root:hidden:None"), []).append(key)
+    if options.ignore is not None:
+        _drop_ignored(groups, heap, options.ignore)
 
     # Assign every new object to the first group that reaches it.
     index = {id(obj): i for i, obj in enumerate(young)}

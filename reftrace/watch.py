@@ -20,7 +20,7 @@ import weakref
 from types import FrameType, TracebackType
 from typing import Any, Generic, TypeVar
 
-from reftrace.analysis import Options, build_report
+from reftrace.analysis import Ignore, Options, build_report
 from reftrace.capture import Capture
 from reftrace.objects import type_name, untrackable_reason
 from reftrace.paths import DEFAULT_MAX_DEPTH
@@ -49,7 +49,10 @@ class Watch:
         max_depth: int | None = DEFAULT_MAX_DEPTH,
         survivors: bool = True,
         prove: bool = False,
+        ignore: Ignore | None = None,
     ) -> None:
+        if ignore is not None and not callable(ignore):
+            raise TypeError(f"ignore must be callable, got {type(ignore).__name__}")
         if max_depth is not None:
             if not isinstance(max_depth, int) or isinstance(max_depth, bool):
                 raise TypeError(f"max_depth must be None or an int, got {type(max_depth).__name__}")
@@ -60,7 +63,9 @@ class Watch:
         if not isinstance(prove, bool):
             raise TypeError(f"prove must be a bool, got {type(prove).__name__}")
         self._capture = Capture(frames=frames)
-        self._options = Options(max_depth=max_depth, survivors=survivors, prove=prove)
+        self._options = Options(
+            max_depth=max_depth, survivors=survivors, prove=prove, ignore=ignore
+        )
         self._weak: list[weakref.ref[Any]] = []
         self._held: list[Any] = []
         self._held_since_sweep = 0
@@ -320,6 +325,7 @@ def watch(
     max_depth: int | None = DEFAULT_MAX_DEPTH,
     survivors: bool = True,
     prove: bool = False,
+    ignore: Ignore | None = None,
 ) -> Watch:
     """Watch a block: ``with reftrace.watch() as w:`` (or ``async with``).
 
@@ -330,5 +336,17 @@ def watch(
     when only tracked leaks matter. ``prove=True`` tests each finding's
     suspect reference by cutting it in a forked copy of the process
     (``report.leak_groups[i].proof``; see :mod:`reftrace.proof`).
+
+    ``ignore(holder, objects)`` leaves survivors out before their paths are
+    searched: it is given each old object the block attached new objects to
+    (``None`` for a root: a frame's local, a reference from C) and those new
+    objects, and returns True to leave them out of ``report.survivors``. It
+    must not keep what it is given. The pytest plugin uses it for pytest's own
+    machinery: a holder whose type is pytest's costs no search at all.
+
+    >>> with reftrace.watch(ignore=lambda holder, objects: holder is LOG) as w:  # doctest: +SKIP
+    ...     handle_request()
     """
-    return Watch(frames=frames, max_depth=max_depth, survivors=survivors, prove=prove)
+    return Watch(
+        frames=frames, max_depth=max_depth, survivors=survivors, prove=prove, ignore=ignore
+    )
