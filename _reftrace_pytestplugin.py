@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import re
 import sys
 import traceback
+import types
 import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -86,11 +88,49 @@ _STDLIB = frozenset(sys.stdlib_module_names) | {"builtins"}
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("reftrace", "leak tests with reftrace")
     group.addoption(
+        "--reftrace",
+        action="store_true",
+        default=None,
+        help="check every test for leaks, as @pytest.mark.no_leaks does (ini: reftrace = true)",
+    )
+    group.addoption(
         "--reftrace-dir",
         default=".reftrace",
         metavar="DIR",
         help="where the retention graphs of leaking tests are written "
         "(relative to the rootdir; default: .reftrace)",
+    )
+    group.addoption(
+        "--reftrace-warmup",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --reftrace: unwatched runs of each test first (default 0: a test that "
+        "leaves something behind is run again to confirm it anyway)",
+    )
+    group.addoption(
+        "--reftrace-max-objects",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --reftrace: new objects a test may leave behind (default 0)",
+    )
+    parser.addini(
+        "reftrace", "check every test for leaks (as --reftrace)", type="bool", default=False
+    )
+    parser.addini("reftrace_warmup", "as --reftrace-warmup", default="0")
+    parser.addini("reftrace_max_objects", "as --reftrace-max-objects", default="0")
+    parser.addini(
+        "reftrace_allow",
+        "with --reftrace: types (or names) every test may leave behind",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "reftrace_bounded",
+        "with --reftrace: containers bounded by design, as module.NAME",
+        type="linelist",
+        default=[],
     )
 
 
@@ -101,6 +141,52 @@ def pytest_configure(config: pytest.Config) -> None:
         "the test when objects it created stay attached to the heap that existed before "
         "it, and stay so when it runs once more (reftrace)",
     )
+    config.addinivalue_line(
+        "markers", "reftrace_off: under --reftrace, do not check this test for leaks"
+    )
+    config.stash[_STATE] = _State(enabled=_suite_mode(config))
+
+
+def _suite_mode(config: pytest.Config) -> bool:
+    flag = config.getoption("reftrace", None)
+    return bool(flag) if flag is not None else bool(config.getini("reftrace"))
+
+
+@dataclasses.dataclass
+class _State:
+    """What the plugin counts over a session, for its summary."""
+
+    enabled: bool
+    checked: int = 0
+    failed: int = 0
+    reruns: int = 0
+    not_confirmed: int = 0
+    skipped_when_watched: int = 0
+    seconds: float = 0.0
+    since_full_collect: int = 0
+
+
+_STATE = pytest.StashKey[_State]()
+#: Watched tests between two full collections (garbage from before a test is
+#: frozen with the old heap while it runs, and only a full collection frees it).
+_FULL_COLLECT_EVERY = 25
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(_STATE, None)
+    if state is None or not state.checked:
+        return
+    parts = [
+        f"{state.checked} tests checked for leaks",
+        f"{state.failed} failed",
+        f"{state.reruns} run again to confirm"
+        + (f" ({state.not_confirmed} did not grow again)" if state.not_confirmed else ""),
+    ]
+    if state.skipped_when_watched:
+        parts.append(f"{state.skipped_when_watched} skipped when watched, not checked")
+    parts.append(f"{state.seconds:.1f} s on leak checks")
+    terminalreporter.write_sep("-", "reftrace")
+    terminalreporter.write_line("reftrace: " + "; ".join(parts))
 
 
 @pytest.fixture
@@ -178,26 +264,33 @@ def _settings(item: pytest.Item) -> _Settings | None:
     if marker is None:
         if "reftrace_watch" in getattr(item, "fixturenames", ()):
             return _Settings(survivors=False)
+        state = item.config.stash.get(_STATE, None)
+        if state is not None and state.enabled and item.get_closest_marker("reftrace_off") is None:
+            return _suite_settings(item.config)
         return None
     if marker.args:
         raise TypeError(
             "no_leaks takes keyword arguments only: allow=[...], max_objects=N, warmup=N"
         )
-    options = dict(marker.kwargs)
+    return _checked_settings(dict(marker.kwargs), "no_leaks")
+
+
+def _checked_settings(options: dict[str, Any], where: str) -> _Settings:
+    """The options of the marker (or of ``--reftrace``), checked."""
     allow = options.pop("allow", ())
     max_objects = options.pop("max_objects", 0)
     warmup = options.pop("warmup", 1)
     bounded = options.pop("bounded", ())
     if options:
         raise TypeError(
-            f"no_leaks got unknown option(s) {', '.join(sorted(options))}; "
+            f"{where} got unknown option(s) {', '.join(sorted(options))}; "
             "it takes allow=[type or name, ...], max_objects=N, warmup=N and "
             "bounded=[container or 'module.NAME', ...]"
         )
     if isinstance(allow, (str, type)):
         allow = (allow,)
     if not isinstance(allow, Iterable):
-        raise TypeError(f"no_leaks(allow=...) takes types or names, got {type(allow).__name__}")
+        raise TypeError(f"{where}(allow=...) takes types or names, got {type(allow).__name__}")
     names = []
     for entry in allow:
         if isinstance(entry, type):
@@ -205,11 +298,11 @@ def _settings(item: pytest.Item) -> _Settings | None:
         elif isinstance(entry, str) and entry:
             names.append(entry)
         else:
-            raise TypeError(f"no_leaks(allow=...) takes types or names, got {entry!r}")
+            raise TypeError(f"{where}(allow=...) takes types or names, got {entry!r}")
     if isinstance(max_objects, bool) or not isinstance(max_objects, int) or max_objects < 0:
-        raise TypeError(f"no_leaks(max_objects=...) takes an int >= 0, got {max_objects!r}")
+        raise TypeError(f"{where}(max_objects=...) takes an int >= 0, got {max_objects!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise TypeError(f"no_leaks(warmup=...) takes an int >= 0, got {warmup!r}")
+        raise TypeError(f"{where}(warmup=...) takes an int >= 0, got {warmup!r}")
     declared: tuple[tuple[int, str], ...] = ()
     if bounded:
         from reftrace.bounds import resolve_declared
@@ -217,8 +310,33 @@ def _settings(item: pytest.Item) -> _Settings | None:
         try:
             declared = tuple(resolve_declared(bounded).items())
         except ValueError as error:
-            raise TypeError(f"no_leaks(bounded=...): {error}") from None
+            raise TypeError(f"{where}(bounded=...): {error}") from None
     return _Settings(True, tuple(names), max_objects, warmup, declared)
+
+
+def _suite_settings(config: pytest.Config) -> _Settings:
+    """``--reftrace``'s settings for every test: the marker's, set for the session."""
+    warmup = config.getoption("reftrace_warmup", None)
+    max_objects = config.getoption("reftrace_max_objects", None)
+    return _checked_settings(
+        {
+            "allow": list(config.getini("reftrace_allow")),
+            "bounded": list(config.getini("reftrace_bounded")),
+            "warmup": warmup if warmup is not None else _ini_int(config, "reftrace_warmup"),
+            "max_objects": (
+                max_objects if max_objects is not None else _ini_int(config, "reftrace_max_objects")
+            ),
+        },
+        "--reftrace",
+    )
+
+
+def _ini_int(config: pytest.Config, name: str) -> int:
+    text = str(config.getini(name)).strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise TypeError(f"ini option {name} takes an int >= 0, got {text!r}") from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -250,42 +368,52 @@ def _run_watched(
     """Setup, call and teardown inside one watch; the verdict goes into the
     call's report, which is logged only after teardown.
 
-    Under ``no_leaks`` the test first runs unwatched ``warmup`` times: what a
+    With ``warmup``, the test first runs unwatched that many times: what a
     first run sets up once (a logger, a cache entry, a registry's empty list)
     is there before the watched run, which then shows only what grows. When
     the watched run left new objects attached to old holders, the test runs
-    once more, watched, and fails only for the holders that grew again (an
-    entry replaced, a bounded cache that churns, do not grow). Every run but
-    the last is torn down as if a sibling test came next; the last one tears
+    again, watched, and fails only for the holders that grew again (an entry
+    replaced, a bounded cache that churns, do not grow). Every run but the
+    last is torn down as if a sibling test came next; the last one tears
     down to the real next test.
     """
-    import reftrace
+    import time
 
+    state = item.config.stash[_STATE]
+    started = time.perf_counter()
     beside: Any = _Beside(item)
     for _ in range(settings.warmup):
-        if "reftrace_watch" in getattr(item, "fixturenames", ()):
-            warm = reftrace.watch(survivors=False)  # for the fixture; never analysed
-            reports = _run_inside(item, beside, warm)
-            warm._abandon()
-        else:
-            reports = runtestprotocol(item, log=False, nextitem=beside)
+        reports = _run_once(item, beside, None)
         if any(r.outcome != "passed" for r in reports):
             # A failing or skipped first run is the result.
             return _torn_down(item, nextitem, reports)
         item._report_sections.clear()  # output of the warm-up run is not shown
-    watch = reftrace.watch(survivors=settings.survivors)
+    _collect_now_and_then(state)
+    watch = _new_watch(item, settings)
     reports = _run_inside(item, beside, watch)
+    test_time = sum(r.duration for r in reports)
     message = None
     try:
         watch.__exit__(None, None, None)
         found = _left_behind(item, watch.report, settings, reports)
         del watch
         if found is not None and found[1]:
-            found = _confirmed(item, beside, settings, found)
+            state.reruns += 1
+            found = _confirmed(item, beside, settings, found, state)
         if found is not None:
             message = _message(item, settings, *found)
     except Exception:
         message = "reftrace could not analyse this test:\n" + traceback.format_exc()
+    if settings.survivors and _skipped(reports) and not settings.warmup:
+        # Skipped when watched (a test that skips under tracemalloc): its
+        # outcome is the one it has unwatched, and nothing is checked.
+        item._report_sections.clear()
+        unwatched = _run_once(item, beside, None)
+        if not _skipped(unwatched):
+            state.skipped_when_watched += 1
+            reports = unwatched
+    elif settings.survivors:
+        state.checked += 1
     if settings.warmup and _failed_on_a_later_run(reports):
         _note(
             reports,
@@ -295,13 +423,84 @@ def _run_watched(
         )
     reports = _torn_down(item, nextitem, reports)
     if message is not None:
+        state.failed += 1
         _fail(reports, message)
     else:
         # A graph left by an earlier failing run of this test is out of date.
         stale = os.path.join(_directory(item.config), _file_name(item.nodeid, ""))
         with contextlib.suppress(OSError):
             os.remove(stale)
+    state.seconds += time.perf_counter() - started - test_time
     return reports
+
+
+def _run_once(item: pytest.Item, nextitem: Any, watch: reftrace.Watch | None) -> list[Any]:
+    """One more run of the item; watched for the fixture when it asks for one."""
+    import reftrace
+
+    if watch is None and "reftrace_watch" in getattr(item, "fixturenames", ()):
+        warm = reftrace.watch(survivors=False)  # for the fixture; never analysed
+        reports = _run_inside(item, nextitem, warm)
+        warm._abandon()
+        return reports
+    if watch is not None:
+        return _run_inside(item, nextitem, watch)
+    return runtestprotocol(item, log=False, nextitem=nextitem)
+
+
+def _new_watch(item: pytest.Item, settings: _Settings) -> reftrace.Watch:
+    import reftrace
+
+    if not settings.survivors:
+        return reftrace.watch(survivors=False)
+    return reftrace.watch(ignore=_MachineryFilter(_machinery(item.config)[0]))
+
+
+def _skipped(reports: list[pytest.TestReport]) -> bool:
+    return any(r.skipped and not hasattr(r, "wasxfail") for r in reports)
+
+
+def _collect_now_and_then(state: _State) -> None:
+    """A full collection every few watched tests: garbage from before a test
+    is frozen with the old heap while it runs, and nothing else frees it soon."""
+    import gc
+
+    state.since_full_collect += 1
+    if state.since_full_collect >= _FULL_COLLECT_EVERY:
+        state.since_full_collect = 0
+        gc.collect()
+
+
+class _MachineryFilter:
+    """``watch(ignore=...)`` for pytest's own survivors, judged before any path
+    search: a holder whose type is pytest's (or a plugin's), or a plain
+    container all of whose new items are pytest's (a fixture's finalizers)."""
+
+    def __init__(self, packages: frozenset[str]) -> None:
+        self.packages = packages
+
+    def __call__(self, holder: object, objects: list[object]) -> bool:
+        if holder is None:
+            return False
+        if self.made_by_machinery(holder):
+            return True
+        plain = type(holder) in (list, dict, set, tuple)
+        return plain and bool(objects) and all(map(self.made_by_machinery, objects))
+
+    def made_by_machinery(self, obj: object) -> bool:
+        from reftrace.objects import type_module
+
+        kind = type(obj)
+        if kind is types.FunctionType:
+            return self.is_machinery(getattr(obj, "__module__", None) or "")
+        if kind is types.MethodType:
+            return self.made_by_machinery(obj.__self__)  # type: ignore[attr-defined]
+        if kind is functools.partial:
+            return self.made_by_machinery(obj.func)  # type: ignore[attr-defined]
+        return self.is_machinery(type_module(obj))
+
+    def is_machinery(self, module: str) -> bool:
+        return _is_machinery(module, self.packages)
 
 
 class _Beside:
@@ -387,22 +586,29 @@ def _left_behind(
         return None
     if len(reports) < 3:
         return None
-    survivors = []
-    if settings.survivors:
-        machinery = _machinery(item.config)
-        declared = {key for key, _ in settings.bounded}
-        survivors = [
-            group
-            for group in report.survivors
-            if _kept_by_design(group, machinery) is None
-            and not _allowed(group, settings)
-            and group.holder_id not in declared
-        ]
-        if sum(group.count for group in survivors) <= settings.max_objects:
-            survivors = []
+    survivors = _candidates(item, report, settings)
     if not report.leaks and not survivors:
         return None
     return report, survivors
+
+
+def _candidates(item: pytest.Item, report: Report, settings: _Settings) -> list[SurvivorGroup]:
+    """The survivor groups that are not pytest's, the standard library's,
+    allowed, or declared bounded; none when they are under ``max_objects``."""
+    if not settings.survivors:
+        return []
+    machinery = _machinery(item.config)
+    declared = {key for key, _ in settings.bounded}
+    survivors = [
+        group
+        for group in report.survivors
+        if _kept_by_design(group, machinery) is None
+        and not _allowed(group, settings)
+        and group.holder_id not in declared
+    ]
+    if sum(group.count for group in survivors) <= settings.max_objects:
+        return []
+    return survivors
 
 
 def _holder_key(group: SurvivorGroup) -> tuple[object, ...]:
@@ -414,55 +620,81 @@ def _holder_key(group: SurvivorGroup) -> tuple[object, ...]:
     return (group.path.root, tuple(step.code for step in steps[:-1]), steps[-1].kind)
 
 
-def _confirmed(item: pytest.Item, beside: Any, settings: _Settings, found: _Found) -> _Found | None:
-    """Run the test once more, watched: keep the groups whose holder grew again.
+#: Runs, at most, after the first watched one, to see a holder grow again.
+_CONFIRMING_RUNS = 2
 
-    A holder that is a container must be longer after the second run; one
-    that is not must have new objects attached again. A test that does not
-    pass a third time cannot confirm anything: a warning says so, and the
-    test is not failed for its survivors.
+
+def _confirmed(
+    item: pytest.Item, beside: Any, settings: _Settings, found: _Found, state: _State
+) -> _Found | None:
+    """Run the test again, watched: keep the groups whose holder grew again.
+
+    A holder that is a container must be longer after the later run; one
+    that is not must have new objects attached again. A holder seen for the
+    first time in the later run (a registry's list made on the first run,
+    filled on the second) gets one more run. A test that does not pass when
+    run again cannot confirm anything: a warning says so, and the test is
+    not failed for its survivors.
     """
     import reftrace
 
-    report, survivors = found
-    item._report_sections.clear()
-    watch = reftrace.watch(survivors=True)
-    again = _run_inside(item, beside, watch)
-    watch.__exit__(None, None, None)
-    second = watch.report
-    del watch
-    item._report_sections.clear()
-    if any(r.outcome != "passed" for r in again):
-        warnings.warn(
-            ReftraceWarning(
-                f"reftrace: {item.nodeid} left {sum(g.count for g in survivors)} new objects "
-                "attached to old holders, but did not pass when run once more to confirm "
-                "they keep growing; not failed for them"
-            ),
-            stacklevel=2,
-        )
-        return (report, []) if report.leaks else None
-    later = {_holder_key(group): group for group in second.survivors}
-    kept = []
-    for group in survivors:
-        twin = later.get(_holder_key(group))
+    report, previous = found
+    for _ in range(_CONFIRMING_RUNS):
+        item._report_sections.clear()
+        watch = reftrace.watch(ignore=_MachineryFilter(_machinery(item.config)[0]))
+        again = _run_inside(item, beside, watch)
+        watch.__exit__(None, None, None)
+        later = _candidates(item, watch.report, settings) if _passed(again) else None
+        del watch
+        item._report_sections.clear()
+        if later is None:
+            warnings.warn(
+                ReftraceWarning(
+                    f"reftrace: {item.nodeid} left {sum(g.count for g in previous)} new "
+                    "objects attached to old holders, but did not pass when run again to "
+                    "confirm they keep growing; not failed for them"
+                ),
+                stacklevel=2,
+            )
+            return (report, []) if report.leaks else None
+        kept, fresh = _grew_again(previous, later)
+        if kept:
+            return report, kept
+        if not fresh:
+            break
+        previous = fresh
+    state.not_confirmed += 1
+    return (report, []) if report.leaks else None
+
+
+def _passed(reports: list[pytest.TestReport]) -> bool:
+    return all(r.outcome == "passed" and not hasattr(r, "wasxfail") for r in reports)
+
+
+def _grew_again(
+    previous: list[SurvivorGroup], later: list[SurvivorGroup]
+) -> tuple[list[SurvivorGroup], list[SurvivorGroup]]:
+    """The groups of ``later`` whose holder grew again since ``previous``, and
+    those whose holder ``previous`` did not have."""
+    before = {_holder_key(group): group for group in previous}
+    kept, fresh = [], []
+    for group in later:
+        twin = before.get(_holder_key(group))
         if twin is None:
-            continue
-        if group.holder_length is None or twin.holder_length is None:
+            fresh.append(group)
+        elif group.holder_length is None or twin.holder_length is None:
             kept.append(group)
-        elif twin.holder_length > group.holder_length:
+        elif group.holder_length > twin.holder_length:
             kept.append(
                 dataclasses.replace(
                     group,
                     reason=(
-                        f"grew again when the test ran once more: {group.holder_length:,} → "
-                        f"{twin.holder_length:,} items"
+                        f"grew again when the test ran once more: {twin.holder_length:,} → "
+                        f"{group.holder_length:,} items"
                     ),
                 )
             )
-    if not report.leaks and not kept:
-        return None
-    return report, kept
+    return kept, fresh
 
 
 def _message(

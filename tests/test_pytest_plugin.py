@@ -660,3 +660,128 @@ def test_an_inconclusive_soak_warns_and_does_not_fail(project: pytest.Pytester) 
     result = run(project)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*ReftraceWarning: reftrace: tokenize: inconclusive after 20*"])
+
+
+# -- the whole suite: --reftrace -------------------------------------------------------
+
+SUITE = """
+import logging
+import pytest
+import streamlib
+
+REGISTRY = {}
+CURRENT = {}
+
+
+def test_clean_with_pytest_fixtures(tmp_path, caplog, monkeypatch, capsys):
+    logging.getLogger("suite").warning("first use makes a logger")
+    (tmp_path / "f.txt").write_text("x")
+    monkeypatch.setenv("SUITE", "1")
+    print("captured")
+
+
+def test_leaking_listener():
+    streamlib.stream(close=False)
+
+
+def test_registry_made_on_first_use_then_filled():
+    REGISTRY.setdefault("runs", []).append({"run": [len(REGISTRY)]})
+
+
+def test_entry_replaced():
+    CURRENT["session"] = {"user": "ada"}
+
+
+@pytest.mark.reftrace_off
+def test_opted_out():
+    streamlib.stream(close=False)
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_parametrized_clean(n):
+    assert [n] * 3
+
+
+def test_skips_when_traced():
+    import tracemalloc
+
+    if tracemalloc.is_tracing():
+        pytest.skip("not under tracemalloc")
+"""
+
+
+def test_reftrace_checks_every_test_of_a_suite(project: pytest.Pytester) -> None:
+    project.makepyfile(test_suite=SUITE)
+    result = run(project, "--reftrace")
+    result.assert_outcomes(passed=7, failed=2)
+    out = result.stdout.str()
+    assert "FAILED test_suite.py::test_leaking_listener" in out
+    assert "FAILED test_suite.py::test_registry_made_on_first_use_then_filled" in out
+    # With no warm-up run, a registry's list made on the first run is
+    # confirmed on the runs after: it grows again.
+    assert "grew again when the test ran once more" in out
+    result.stdout.fnmatch_lines(
+        [
+            "reftrace: 7 tests checked for leaks; 2 failed; * run again to confirm*; "
+            "1 skipped when watched, not checked; * s on leak checks"
+        ]
+    )
+
+
+def test_the_ini_option_and_the_global_marker_options(project: pytest.Pytester) -> None:
+    project.makeini(
+        "[pytest]\n"
+        "asyncio_default_fixture_loop_scope = function\n"
+        "reftrace = true\n"
+        "reftrace_allow = Output\n"
+        "reftrace_bounded = test_ini.PAGES\n"
+    )
+    project.makepyfile(
+        test_ini="""
+        import streamlib
+
+        PAGES = {}
+        KEPT = []
+
+        def test_allowed_type():
+            streamlib.SESSIONS.append(streamlib.Output())
+
+        def test_declared_bounded():
+            PAGES[len(PAGES)] = ["row"] * 5
+
+        def test_still_checked():
+            KEPT.append({"n": [len(KEPT)]})
+        """
+    )
+    result = run(project)
+    result.assert_outcomes(passed=2, failed=1)
+    assert "FAILED test_ini.py::test_still_checked" in result.stdout.str()
+    result = run(project, "--reftrace-max-objects", "5")
+    result.assert_outcomes(passed=3)
+
+
+def test_a_warmup_that_skips_still_tears_down_its_package(project: pytest.Pytester) -> None:
+    project.mkpydir("pkg")
+    project.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(scope="package")
+        def database():
+            yield object()
+        """
+    )
+    (project.path / "pkg" / "conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture(scope='package')\ndef pool():\n    yield object()\n"
+    )
+    (project.path / "pkg" / "test_in_package.py").write_text(
+        "import pytest\n\n"
+        "def test_first(pool):\n"
+        "    pass\n\n"
+        "def test_last_in_package(pool):\n"
+        "    pytest.skip('not here')\n"
+    )
+    project.makepyfile(test_after="def test_after():\n    pass\n")
+    result = run(project, "--reftrace", "--reftrace-warmup", "1")
+    result.assert_outcomes(passed=2, skipped=1)
+    assert "not torn down" not in result.stdout.str()
