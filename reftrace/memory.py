@@ -161,23 +161,19 @@ def interpreter_frozen() -> int:
     return _INTERPRETER_FROZEN
 
 
-def program_froze() -> bool:
-    """Whether the program keeps objects of its own in the permanent generation."""
-    frozen = gc.get_freeze_count()
-    return frozen != 0 and frozen != interpreter_frozen()
-
-
 def empty_free_lists() -> None:
     """Empty the interpreter's free lists (and collect young garbage) without
     walking the heap.
 
     A collection of the oldest generation empties them; with every object
     frozen first, it has nothing to walk: microseconds on any heap. Where
-    the program froze objects of its own, unfreezing would thaw those too, so
-    a full collection does it instead.
+    objects are frozen already, a full collection does it instead.
     """
     gc.collect(0)
-    if program_froze():
+    if gc.get_freeze_count():
+        # Frozen by the program (unfreezing would thaw its objects too), or by
+        # CPython 3.12.0-3.12.1 itself (whose full collections freeze those
+        # objects again: the counts would jump by them at every reading).
         gc.collect()
         return
     gc.freeze()
