@@ -47,8 +47,19 @@ MAX_PROOFS = 20
 
 
 #: ``ignore(holder, objects)``: True leaves the new ``objects`` the old
-#: ``holder`` (None: a root) holds out of the survivors (``reftrace.watch``).
+#: ``holder`` (None: a root; HIDDEN: no holder found) holds out of the
+#: survivors (``reftrace.watch``).
 Ignore = Callable[[object, list[object]], bool]
+
+
+class _Hidden:
+    """The holder ``ignore`` is given for objects no holder was found for."""
+
+    def __repr__(self) -> str:
+        return "HIDDEN"
+
+
+HIDDEN = _Hidden()
 
 
 @dataclass(slots=True)
@@ -660,6 +671,17 @@ def _survivor_groups(
         group_key = (holder, "[*]" if edge.kind in _ITEM_KINDS else edge.label)
         groups.setdefault(group_key, []).append(key)
         edges.setdefault(group_key, edge)
+    if unexplained and options.ignore is not None:
+        # Held from C, or garbage: a caller that leaves out what C holds
+        # anyway spares the scan that tells them apart.
+        held = [heap.nodes[key] for key in unexplained]
+        try:
+            skip = bool(options.ignore(HIDDEN, held))
+        except Exception:
+            skip = False
+        del held
+        if skip:
+            unexplained = []
     if unexplained:
         for key, count in zip(unexplained, heap.hidden_references(unexplained)):
             if count > 0:

@@ -63,6 +63,7 @@ class Capture:
     __slots__ = (
         "frames",
         "max_allocations",
+        "trace",
         "freeze_mode",
         "old_ids",
         "started_tracing",
@@ -70,11 +71,13 @@ class Capture:
         "timings",
     )
 
-    def __init__(self, frames: int = 1, allocations: int = 30) -> None:
+    def __init__(self, frames: int = 1, allocations: int = 30, trace: bool = True) -> None:
         if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
             raise ValueError(f"frames must be a positive int, got {frames!r}")
         self.frames = frames
-        self.max_allocations = allocations
+        # Without tracing, no allocation site can be read.
+        self.max_allocations = allocations if trace else 0
+        self.trace = trace
         self.freeze_mode = False
         self.old_ids: set[int] | None = None
         self.started_tracing = False
@@ -86,7 +89,7 @@ class Capture:
         # Trace from before the collection: a full collection empties the
         # interpreter's free lists, so every dict or tuple the block makes
         # gets fresh, traced memory, and "no trace" then means "old".
-        if not tracemalloc.is_tracing():
+        if self.trace and not tracemalloc.is_tracing():
             tracemalloc.start(self.frames)
             self.started_tracing = True
         with _ACTIVE_LOCK:
@@ -107,7 +110,7 @@ class Capture:
                 self.old_ids = set(map(id, gc.get_objects()))
             t1 = time.perf_counter()
             _ACTIVE.append(self)
-        if not self.started_tracing:
+        if self.max_allocations > 0 and not self.started_tracing and tracemalloc.is_tracing():
             self.before = tracemalloc.take_snapshot()
         self.timings["enter_collect"] = t1 - t0
         self.timings["enter"] = time.perf_counter() - t0
@@ -201,7 +204,7 @@ class Capture:
         return BlockState(young, young_ids, entries, allocations, sites, notes, timings)
 
     def _allocations(self) -> list[Allocation]:
-        if not tracemalloc.is_tracing():
+        if not tracemalloc.is_tracing() or self.max_allocations <= 0:
             return []
         snapshot = tracemalloc.take_snapshot()
         key = "traceback" if tracemalloc.get_traceback_limit() > 1 else "lineno"

@@ -351,7 +351,7 @@ class HeapView:
         holders: dict[int, list[object]] = {}
         asyncio = sys.modules.get("asyncio")
         futures: list[object] = []
-        if sys.version_info < (3, 12) and asyncio is not None:
+        if sys.version_info < (3, 12) and asyncio is not None and _a_loop_was_made(asyncio):
             # The types on the heap first, in C: most heaps hold no future at
             # all, and a loop over every object in Python costs ~0.5 s per 1M.
             future_type = asyncio.Future
@@ -386,6 +386,14 @@ class HeapView:
             out.extend(_hidden_counts(batch, self.caller_refs, self.untracked_holders))
             del batch
         return out
+
+
+def _a_loop_was_made(asyncio: types.ModuleType) -> bool:
+    """Whether asyncio ever made an event loop (its policy is made with the
+    first one, or set by the program): with none, there is no future."""
+    events = sys.modules.get("asyncio.events")
+    policy = getattr(events, "_event_loop_policy", True) if events is not None else True
+    return policy is not None
 
 
 def future_values(future: object) -> list[object]:

@@ -50,9 +50,13 @@ class Watch:
         survivors: bool = True,
         prove: bool = False,
         ignore: Ignore | None = None,
+        allocations: int = 30,
+        trace: bool = True,
     ) -> None:
         if ignore is not None and not callable(ignore):
             raise TypeError(f"ignore must be callable, got {type(ignore).__name__}")
+        if isinstance(allocations, bool) or not isinstance(allocations, int) or allocations < 0:
+            raise TypeError(f"allocations must be an int >= 0, got {allocations!r}")
         if max_depth is not None:
             if not isinstance(max_depth, int) or isinstance(max_depth, bool):
                 raise TypeError(f"max_depth must be None or an int, got {type(max_depth).__name__}")
@@ -62,7 +66,9 @@ class Watch:
             raise TypeError(f"survivors must be a bool, got {type(survivors).__name__}")
         if not isinstance(prove, bool):
             raise TypeError(f"prove must be a bool, got {type(prove).__name__}")
-        self._capture = Capture(frames=frames)
+        if not isinstance(trace, bool):
+            raise TypeError(f"trace must be a bool, got {type(trace).__name__}")
+        self._capture = Capture(frames=frames, allocations=allocations, trace=trace)
         self._options = Options(
             max_depth=max_depth, survivors=survivors, prove=prove, ignore=ignore
         )
@@ -326,6 +332,8 @@ def watch(
     survivors: bool = True,
     prove: bool = False,
     ignore: Ignore | None = None,
+    allocations: int = 30,
+    trace: bool = True,
 ) -> Watch:
     """Watch a block: ``with reftrace.watch() as w:`` (or ``async with``).
 
@@ -339,14 +347,27 @@ def watch(
 
     ``ignore(holder, objects)`` leaves survivors out before their paths are
     searched: it is given each old object the block attached new objects to
-    (``None`` for a root: a frame's local, a reference from C) and those new
-    objects, and returns True to leave them out of ``report.survivors``. It
-    must not keep what it is given. The pytest plugin uses it for pytest's own
-    machinery: a holder whose type is pytest's costs no search at all.
+    (``None`` for a root: a frame's local, the exception; ``HIDDEN`` for
+    objects no holder was found for, asked before the count of references
+    from C that tells them from garbage) and those new objects, and returns
+    True to leave them out of ``report.survivors``. It must not keep what it
+    is given. The pytest plugin uses it for pytest's own machinery: a holder
+    whose type is pytest's costs no search at all. ``allocations`` is how
+    many allocation sites the report lists (0: none, and no ``tracemalloc``
+    snapshot at the exit). ``trace=False`` does not start ``tracemalloc`` for
+    the block (the block runs at full speed): no allocation sites, and an old
+    dict the gc did not track, that the block made tracked (by storing a
+    container in it), counts as new.
 
     >>> with reftrace.watch(ignore=lambda holder, objects: holder is LOG) as w:  # doctest: +SKIP
     ...     handle_request()
     """
     return Watch(
-        frames=frames, max_depth=max_depth, survivors=survivors, prove=prove, ignore=ignore
+        frames=frames,
+        max_depth=max_depth,
+        survivors=survivors,
+        prove=prove,
+        ignore=ignore,
+        allocations=allocations,
+        trace=trace,
     )

@@ -834,3 +834,83 @@ def test_render_draws_the_finding_once_with_its_count(tmp_path):
         w.report.render(str(tmp_path / "leak.gif"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         w.report.render(str(tmp_path / "missing" / "leak.svg"))
+
+
+# -- ignore, allocations, trace ---------------------------------------------------------
+
+KEPT_BY_A_FRAMEWORK: list[object] = []
+KEPT_BY_THE_PROGRAM: list[object] = []
+
+
+def test_ignore_leaves_survivors_out_by_their_holder_before_their_paths() -> None:
+    asked: list[tuple[str, int]] = []
+
+    def ignore(holder: object, objects: list[object]) -> bool:
+        asked.append((type(holder).__name__, len(objects)))
+        return holder is KEPT_BY_A_FRAMEWORK
+
+    with reftrace.watch(ignore=ignore) as w:
+        KEPT_BY_A_FRAMEWORK.append({"request": [1, 2]})
+        KEPT_BY_THE_PROGRAM.append({"request": [3, 4]})
+    holders = [group.attachment for group in w.report.survivors]
+    assert any("KEPT_BY_THE_PROGRAM" in h for h in holders), holders
+    assert not any("KEPT_BY_A_FRAMEWORK" in h for h in holders), holders
+    assert ("list", 1) in asked
+    KEPT_BY_A_FRAMEWORK.clear()
+    KEPT_BY_THE_PROGRAM.clear()
+
+
+def test_an_ignore_that_raises_leaves_nothing_out() -> None:
+    def ignore(holder: object, objects: list[object]) -> bool:
+        raise RuntimeError("a bug in the caller's predicate")
+
+    with reftrace.watch(ignore=ignore) as w:
+        KEPT_BY_THE_PROGRAM.append({"request": [5]})
+    assert any("KEPT_BY_THE_PROGRAM" in g.attachment for g in w.report.survivors)
+    KEPT_BY_THE_PROGRAM.clear()
+
+
+def test_hidden_is_asked_before_counting_references_from_c() -> None:
+    from reftrace.analysis import HIDDEN
+
+    seen = []
+
+    def ignore(holder: object, objects: list[object]) -> bool:
+        seen.append(holder is HIDDEN)
+        return holder is HIDDEN
+
+    import io
+
+    with reftrace.watch(ignore=ignore) as w:
+        KEPT_BY_THE_PROGRAM.append(io.StringIO("text kept in lists on 3.10 and 3.11"))
+        KEPT_BY_THE_PROGRAM[0].write("more")
+    assert all(
+        group.path is None or group.path.root.kind != "hidden" for group in w.report.survivors
+    )
+    KEPT_BY_THE_PROGRAM.clear()
+
+
+def test_no_allocation_sites_and_no_tracing_when_asked() -> None:
+    was_tracing = tracemalloc.is_tracing()
+    with reftrace.watch(allocations=0) as w:
+        KEPT_BY_THE_PROGRAM.append([1, 2, 3])
+    assert w.report.allocations == []
+    with reftrace.watch(trace=False) as w:
+        assert tracemalloc.is_tracing() == was_tracing
+        KEPT_BY_THE_PROGRAM.append([4, 5, 6])
+    assert w.report.allocations == []
+    assert any("KEPT_BY_THE_PROGRAM" in g.attachment for g in w.report.survivors)
+    KEPT_BY_THE_PROGRAM.clear()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ignore": 3}, "ignore must be callable"),
+        ({"allocations": -1}, "allocations must be an int >= 0"),
+        ({"trace": "no"}, "trace must be a bool"),
+    ],
+)
+def test_bad_watch_options_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        reftrace.watch(**kwargs)  # type: ignore[arg-type]
