@@ -769,6 +769,7 @@ def _survivor_groups(
                 reason=reason,
                 holder_length=length if length >= 0 else None,
                 holder_id=holder,
+                entry_ids=tuple(members),
             )
         )
     out.sort(key=lambda g: (-g.size, -g.count))

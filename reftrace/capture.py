@@ -23,6 +23,7 @@ import time
 import tracemalloc
 from dataclasses import dataclass, field
 
+from reftrace.census import untracked_dicts
 from reftrace.memory import interpreter_frozen
 from reftrace.objects import (
     allocation_site,
@@ -67,6 +68,7 @@ class Capture:
         "freeze_mode",
         "old_ids",
         "started_tracing",
+        "untracked_before",
         "before",
         "timings",
     )
@@ -81,6 +83,8 @@ class Capture:
         self.freeze_mode = False
         self.old_ids: set[int] | None = None
         self.started_tracing = False
+        #: without tracemalloc: ids of the dicts the gc did not track on entry
+        self.untracked_before: set[int] = set()
         self.before: tracemalloc.Snapshot | None = None
         self.timings: dict[str, float] = {}
 
@@ -97,6 +101,13 @@ class Capture:
                 other._demote()
             frozen = gc.get_freeze_count()
             self.freeze_mode = not _ACTIVE and (frozen == 0 or frozen == interpreter_frozen())
+            if self.freeze_mode and not self.trace and not tracemalloc.is_tracing():
+                # Without a trace to tell them apart, an old dict the gc does
+                # not track (empty, or of numbers) that the block makes tracked
+                # would look new: remember them all, once, before freezing.
+                every = gc.get_objects()
+                self.untracked_before = set(map(id, untracked_dicts(every)))
+                del every
             if self.freeze_mode:
                 # Frozen first, the collection then has nothing to walk: it
                 # costs nothing on any heap, yet it still empties the free
@@ -182,6 +193,9 @@ class Capture:
             del mine
             if self.started_tracing:
                 young = _drop_presumed_old(young)
+            elif self.untracked_before:
+                young = _drop_untracked_before(young, self.untracked_before)
+                self.untracked_before = set()
             young_ids = set(map(id, young))
             entries = _entry_points(young)
             t2 = time.perf_counter()
@@ -247,6 +261,19 @@ _EXCLUDED_SITES = (
     "<frozen importlib._bootstrap_external>",
     "<unknown>",
 )
+
+
+def _drop_untracked_before(young: list[object], before: set[int]) -> list[object]:
+    """Leave out the dicts the gc did not track on entry (by id) that no new
+    object refers to: old dicts the block made tracked (a new object referring
+    to one keeps it new: its id may have been reused)."""
+    candidates = [o for o in young if type(o) is dict and id(o) in before]
+    if not candidates:
+        return young
+    referenced = set(map(id, referents_of_all(young)))
+    old = {id(o) for o in candidates if id(o) not in referenced}
+    del candidates
+    return [o for o in young if id(o) not in old]
 
 
 def _drop_presumed_old(young: list[object]) -> list[object]:

@@ -31,6 +31,7 @@ __all__ = [
     "find_containers",
     "grown",
     "large_atomics",
+    "untracked_dicts",
     "length_table",
     "type_key",
 ]
@@ -96,7 +97,7 @@ def count_types(objects: list[object]) -> dict[type, int]:
     return total
 
 
-def _untracked_dicts(objects: list[object]) -> list[dict[Any, Any]]:
+def untracked_dicts(objects: list[object]) -> list[dict[Any, Any]]:
     """Dicts the gc does not track (atomic keys and values), found through
     the tracked objects that refer to them (a dict held twice is listed twice)."""
     found: list[dict[Any, Any]] = []
@@ -129,7 +130,7 @@ def _all_containers(
         if cls not in _EXACT_TYPES and length_function(cls) is not None
     }
     special = list(compress(objects, map(subclasses.__contains__, map(type, objects))))
-    hidden = _untracked_dicts(objects) if untracked else []
+    hidden = untracked_dicts(objects) if untracked else []
     del objects
     return plain, hidden, special
 
@@ -277,9 +278,7 @@ def find_atomic(key: int) -> object | None:
     try:
         for start in range(0, len(objects), _CHUNK):
             refs = referents_of_all(objects[start : start + _CHUNK])
-            hidden = list(
-                filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs))))
-            )
+            hidden = list(filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs)))))
             if hidden:
                 refs += referents_of_all(hidden)
             del hidden

@@ -376,8 +376,8 @@ class SurvivorGroup:
     it is a ``dict``, ``list``, ``set`` or ``deque`` (a module's globals
     count as a dict): run the block again and compare, to tell a container
     that keeps growing from an entry replaced. ``holder_id`` is the holder's
-    ``id()`` then (0 for a root): meaningful only while you hold the holder,
-    and never saved.
+    ``id()`` then (0 for a root) and ``entry_ids`` those of the new objects it
+    refers to: meaningful only while those objects live, and never saved.
     """
 
     attachment: str
@@ -392,6 +392,8 @@ class SurvivorGroup:
     stored_at: StoreSite | None = None
     holder_length: int | None = None
     holder_id: int = field(default=0, compare=False)
+    #: ids of the new objects the holder refers to (as ``holder_id``: never saved)
+    entry_ids: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
         from reftrace.renderers.text import render_survivor_group

@@ -110,6 +110,17 @@ class Watch:
 
     # -- tracking ---------------------------------------------------------------
 
+    @property
+    def frozen(self) -> bool:
+        """Whether the heap from before the block is still frozen (``gc.freeze()``).
+
+        While it is, ``gc.get_objects()`` lists only the block's new objects,
+        cheaply. It stops being frozen when another watch starts inside this
+        one (the block's new objects are then told apart by id), and when the
+        block ends.
+        """
+        return self._state == "active" and self._capture.freeze_mode
+
     def track(self, obj: T) -> T:
         """Mark ``obj`` as something that must be collectable once the block ends.
 
