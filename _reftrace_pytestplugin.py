@@ -165,6 +165,10 @@ class _State:
     skipped_when_watched: int = 0
     seconds: float = 0.0
     since_full_collect: int = 0
+    chunk: _Chunk | None = None
+    chunk_size: int = 8
+    #: objects the program had frozen, unfrozen before the first test
+    thawed: int = 0
 
 
 _STATE = pytest.StashKey[_State]()
@@ -186,6 +190,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state.skipped_when_watched:
         parts.append(f"{state.skipped_when_watched} skipped when watched, not checked")
     parts.append(f"{state.seconds:.1f} s on leak checks")
+    if state.thawed:
+        parts.append(
+            f"{state.thawed:,} objects the program froze with gc.freeze() were unfrozen "
+            "(a leak search cannot see what frozen objects hold)"
+        )
     terminalreporter.write_sep("-", "reftrace")
     terminalreporter.write_line("reftrace: " + "; ".join(parts))
 
@@ -258,6 +267,8 @@ class _Settings:
     warmup: int = 0
     #: ids of the containers declared bounded by design, with how each is shown
     bounded: tuple[tuple[int, str], ...] = ()
+    #: checked with the tests around it, under one watch (--reftrace, no warm-up)
+    chunked: bool = False
 
 
 def _settings(item: pytest.Item) -> _Settings | None:
@@ -319,7 +330,7 @@ def _suite_settings(config: pytest.Config) -> _Settings:
     """``--reftrace``'s settings for every test: the marker's, set for the session."""
     warmup = config.getoption("reftrace_warmup", None)
     max_objects = config.getoption("reftrace_max_objects", None)
-    return _checked_settings(
+    settings = _checked_settings(
         {
             "allow": list(config.getini("reftrace_allow")),
             "bounded": list(config.getini("reftrace_bounded")),
@@ -330,6 +341,7 @@ def _suite_settings(config: pytest.Config) -> _Settings:
         },
         "--reftrace",
     )
+    return dataclasses.replace(settings, chunked=settings.warmup == 0)
 
 
 def _ini_int(config: pytest.Config, name: str) -> int:
@@ -347,6 +359,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         settings = _settings(item)
     except TypeError as error:
         settings, problem = None, str(error)
+    if settings is not None and settings.chunked and _can_chunk(item.config):
+        _run_in_chunk(item, nextitem, settings)
+        return True
+    # The tests of a chunk are logged before any other test starts.
+    _flush(item.config)
     if settings is None and problem is None:
         return None
     ihook = item.ihook
@@ -405,7 +422,7 @@ def _run_watched(
             message = _message(item, settings, *found)
     except Exception:
         message = "reftrace could not analyse this test:\n" + traceback.format_exc()
-    if settings.survivors and _skipped(reports) and not settings.warmup:
+    if settings.survivors and _skipped(reports):
         # Skipped when watched (a test that skips under tracemalloc): its
         # outcome is the one it has unwatched, and nothing is checked.
         item._report_sections.clear()
@@ -454,10 +471,10 @@ def _new_watch(item: pytest.Item, settings: _Settings) -> reftrace.Watch:
 
     if not settings.survivors:
         return reftrace.watch(survivors=False)
-    # The message of a failing test shows no allocation site: the test runs
-    # without tracemalloc, at full speed. An old dict the test made tracked
-    # then looks new; confirming it on the next run shows it is not.
-    return reftrace.watch(ignore=_MachineryFilter(_machinery(item.config)[0]), trace=False)
+    # Under --reftrace the message of a failing test shows no allocation
+    # site: its runs go without tracemalloc, at full speed.
+    ignore = _MachineryFilter(_machinery(item.config)[0])
+    return reftrace.watch(ignore=ignore, trace=not settings.chunked)
 
 
 def _skipped(reports: list[pytest.TestReport]) -> bool:
@@ -524,6 +541,218 @@ class _MachineryFilter:
 
     def is_machinery(self, module: str) -> bool:
         return _is_machinery(module, self.packages)
+
+
+# -- --reftrace: chunks of tests under one watch -------------------------------
+#
+# Finding what holds a test's new objects takes a scan of the whole heap, and
+# a suite's heap is big (pytest's items alone): one scan per test costs more
+# than most tests. Under --reftrace consecutive tests share one watch and one
+# analysis. After each test a collection (cheap: the old heap is frozen) and a
+# list of the young objects tell which test made each new object; a holder
+# the analysis finds is put on the test that made what it holds, and that
+# test alone is run again to confirm it grows. The reports of a chunk's tests
+# are logged when their verdicts are in.
+
+
+@dataclasses.dataclass
+class _Pending:
+    """A test of the chunk: its reports, held back until the verdicts are in."""
+
+    item: pytest.Item
+    reports: list[Any]
+    judged: bool
+    settings: _Settings
+    #: ids of the objects it made that were alive after it
+    made: set[int]
+    #: it ran a collection of its own, which moved some of them out of sight
+    incomplete: bool
+
+
+@dataclasses.dataclass
+class _Chunk:
+    watch: reftrace.Watch
+    pending: list[_Pending] = dataclasses.field(default_factory=list)
+    #: the collector's thresholds before the chunk
+    thresholds: tuple[int, ...] = ()
+    #: collections of generations 1 and 2 counted so far (the chunk's own)
+    collections: tuple[int, int] = (0, 0)
+
+
+#: Tests in a chunk, at most.
+_MAX_CHUNK = 5000
+#: Analysis time, at most, per unit of the chunk's own test time.
+_ANALYSIS_SHARE = 0.5
+
+
+def _can_chunk(config: pytest.Config) -> bool:
+    """A chunk is under way, or one can start: nothing of the program's frozen."""
+    import gc
+
+    from reftrace.memory import interpreter_frozen
+
+    if config.stash[_STATE].chunk is not None:
+        return True
+    frozen = gc.get_freeze_count()
+    return frozen == 0 or frozen == interpreter_frozen()
+
+
+def _chunked(item: pytest.Item | None) -> bool:
+    if item is None:
+        return False
+    try:
+        settings = _settings(item)
+    except TypeError:
+        return False
+    return settings is not None and settings.chunked
+
+
+def _run_in_chunk(item: pytest.Item, nextitem: pytest.Item | None, settings: _Settings) -> None:
+    """Run the test inside the chunk's watch; analyse the chunk after its last test."""
+    import gc
+
+    state = item.config.stash[_STATE]
+    chunk = state.chunk
+    if chunk is None:
+        watch = _new_watch(item, settings)
+        watch.__enter__()
+        chunk = state.chunk = _Chunk(watch, thresholds=gc.get_threshold())
+        # No automatic collection of generation 1 while the chunk runs: what
+        # a test makes and keeps waits there until the test is over.
+        gc.set_threshold(chunk.thresholds[0], 1 << 30, 1 << 30)
+        chunk.collections = _collections()
+    last = nextitem is None or len(chunk.pending) + 1 >= state.chunk_size or not _chunked(nextitem)
+    # The last test of a chunk stops at its parents: a test that must run
+    # again to confirm needs them set up.
+    after: Any = _Beside(item) if last else nextitem
+    reports = runtestprotocol(item, log=False, nextitem=after)
+    still_frozen = chunk.watch.frozen
+    judged = still_frozen and _passed(reports)
+    # What the test made and kept is in generation 1 now (the old heap is
+    # frozen, and generation 1 was emptied after the test before).
+    incomplete = _collections() != chunk.collections
+    gc.collect(0)
+    made = set(map(id, gc.get_objects(1)))
+    gc.collect(1)
+    chunk.collections = _collections()
+    chunk.pending.append(_Pending(item, reports, judged, settings, made, incomplete))
+    if last or not still_frozen:
+        # (A test that watched a block of its own unfroze the heap: the chunk
+        # cannot tell what later tests make.)
+        _flush(item.config, item if last else None, nextitem)
+
+
+def _flush(
+    config: pytest.Config,
+    last: pytest.Item | None = None,
+    nextitem: pytest.Item | None = None,
+) -> None:
+    """Analyse the chunk, confirm its candidates test by test, log its reports."""
+    import math
+    import time
+
+    state = config.stash.get(_STATE, None)
+    chunk = state.chunk if state is not None else None
+    if state is None or chunk is None:
+        return
+    state.chunk = None
+    started = time.perf_counter()
+    pending = chunk.pending
+    import gc
+
+    try:
+        gc.set_threshold(*chunk.thresholds)
+        chunk.watch.__exit__(None, None, None)
+        report = chunk.watch.report
+        owed = _attribute(pending, report) if pending else {}
+        analysed = time.perf_counter() - started
+        for index, groups in owed.items():
+            _judge_pending(pending[index], report, groups, state)
+    except Exception:
+        analysed = time.perf_counter() - started
+        message = "reftrace could not analyse these tests:\n" + traceback.format_exc()
+        for entry in pending:
+            if entry.judged:
+                _note(entry.reports, message)
+    del chunk
+    if last is not None:
+        pending[-1].reports = _torn_down(last, nextitem, pending[-1].reports)
+    state.checked += sum(entry.judged for entry in pending)
+    state.seconds += time.perf_counter() - started
+    test_time = sum(r.duration for entry in pending for r in entry.reports)
+    if pending and test_time > 0:
+        per_test = test_time / len(pending)
+        wanted = math.ceil(analysed / (_ANALYSIS_SHARE * per_test))
+        state.chunk_size = max(1, min(_MAX_CHUNK, wanted))
+    for entry in pending:
+        hook = entry.item.ihook
+        hook.pytest_runtest_logstart(nodeid=entry.item.nodeid, location=entry.item.location)
+        for test_report in entry.reports:
+            hook.pytest_runtest_logreport(report=test_report)
+        hook.pytest_runtest_logfinish(nodeid=entry.item.nodeid, location=entry.item.location)
+
+
+def _collections() -> tuple[int, int]:
+    """How many collections of generations 1 and 2 the collector has run."""
+    import gc
+
+    stats = gc.get_stats()
+    return stats[1]["collections"], stats[2]["collections"]
+
+
+def _attribute(pending: list[_Pending], report: Report) -> dict[int, list[SurvivorGroup]]:
+    """The candidate groups of the chunk's report, by the test that made what
+    they hold; what no test's list has goes to the tests that ran a
+    collection of their own (it moved their objects out of sight)."""
+    owed: dict[int, list[SurvivorGroup]] = {}
+    first = pending[0]
+    unsure = {index for index, entry in enumerate(pending) if entry.incomplete}
+    for group in _candidates(first.item, report, first.settings):
+        ids = set(group.entry_ids)
+        makers = {index for index, entry in enumerate(pending) if not entry.made.isdisjoint(ids)}
+        if not makers:
+            makers = unsure
+        for index in sorted(makers):
+            if pending[index].judged:
+                owed.setdefault(index, []).append(group)
+    return owed
+
+
+def _judge_pending(
+    entry: _Pending, report: Report, groups: list[SurvivorGroup], state: _State
+) -> None:
+    """Confirm a test's candidates by running it alone once more; fail it if they grew."""
+    if sum(group.count for group in groups) <= entry.settings.max_objects:
+        return
+    state.reruns += 1
+    found = _confirmed(entry.item, _Beside(entry.item), entry.settings, (report, groups), state)
+    if found is not None and found[1]:
+        state.failed += 1
+        _fail(entry.reports, _message(entry.item, entry.settings, report, found[1]))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    state = session.config.stash.get(_STATE, None)
+    if state is not None and state.enabled:
+        _thaw(state)
+    try:
+        return (yield)
+    finally:
+        _flush(session.config)
+
+
+def _thaw(state: _State) -> None:
+    """Unfreeze what the program froze (a conftest may freeze the collected
+    tests for speed): a leak search cannot see what frozen objects hold."""
+    import gc
+
+    from reftrace.memory import interpreter_frozen
+
+    frozen = gc.get_freeze_count()
+    if frozen and frozen != interpreter_frozen():
+        gc.unfreeze()
+        state.thawed = frozen
 
 
 class _Beside:
@@ -664,6 +893,13 @@ def _confirmed(
     for _ in range(_CONFIRMING_RUNS):
         item._report_sections.clear()
         watch = _new_watch(item, settings)
+        try:
+            # (Run again after other tests, from other modules maybe: what is
+            # set up for them and not for this one is torn down first.)
+            item.session._setupstate.teardown_exact(item)
+        except Exception:
+            watch._abandon()
+            return (report, []) if report.leaks else None
         again = _run_inside(item, beside, watch)
         watch.__exit__(None, None, None)
         later = _candidates(item, watch.report, settings) if _passed(again) else None
@@ -674,7 +910,7 @@ def _confirmed(
                 ReftraceWarning(
                     f"reftrace: {item.nodeid} left {sum(g.count for g in previous)} new "
                     "objects attached to old holders, but did not pass when run again to "
-                    "confirm they keep growing; not failed for them"
+                    f"confirm they keep growing ({_outcome(again)}); not failed for them"
                 ),
                 stacklevel=2,
             )
@@ -687,6 +923,17 @@ def _confirmed(
         previous = fresh
     state.not_confirmed += 1
     return (report, []) if report.leaks else None
+
+
+def _outcome(reports: list[pytest.TestReport]) -> str:
+    """How a run that did not pass ended, in one line: ``call failed: AssertionError...``."""
+    for report in reports:
+        if report.outcome != "passed" or hasattr(report, "wasxfail"):
+            text = str(report.longrepr or "").strip().splitlines()
+            reason = text[-1] if text else ""
+            kind = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+            return f"{report.when} {kind}: {reason[:200]}"
+    return "passed"
 
 
 def _passed(reports: list[pytest.TestReport]) -> bool:
@@ -783,11 +1030,23 @@ def _machinery(config: pytest.Config) -> tuple[frozenset[str], tuple[str, ...]]:
 
 
 def _find_machinery(config: pytest.Config) -> tuple[frozenset[str], tuple[str, ...]]:
+    import importlib.metadata
+
     names = set(_MACHINERY)
+    plugin_distributions = set()
     for _plugin, dist in config.pluginmanager.list_plugin_distinfo():
         for entry in getattr(dist, "entry_points", ()):
             if entry.group == "pytest11":
                 names.add(entry.value.split(":")[0].split(".")[0])
+                plugin_distributions.add(str(getattr(dist, "project_name", "")).lower())
+    # The packages a plugin's distribution installs are its too: hypothesis
+    # ships its pytest plugin as _hypothesis_pytestplugin beside hypothesis.
+    # (reftrace itself is left to is_own_module, which keeps its demo apart.)
+    plugin_distributions.discard("reftrace")
+    with contextlib.suppress(Exception):
+        for package, distributions in importlib.metadata.packages_distributions().items():
+            if plugin_distributions.intersection(d.lower() for d in distributions):
+                names.add(package)
     directories = []
     for name in names:
         module = sys.modules.get(name)

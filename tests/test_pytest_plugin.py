@@ -716,10 +716,20 @@ def test_reftrace_checks_every_test_of_a_suite(project: pytest.Pytester) -> None
     result.assert_outcomes(passed=7, failed=2)
     out = result.stdout.str()
     assert "FAILED test_suite.py::test_leaking_listener" in out
+    assert "test_suite.py::test_opted_out" not in out
     assert "FAILED test_suite.py::test_registry_made_on_first_use_then_filled" in out
     # With no warm-up run, a registry's list made on the first run is
     # confirmed on the runs after: it grows again.
     assert "grew again when the test ran once more" in out
+    # Checked in chunks, without tracemalloc: the test that skips under it runs.
+    result.stdout.fnmatch_lines(
+        [
+            "reftrace: 8 tests checked for leaks; 2 failed; * run again to confirm*; * s on leak checks"
+        ]
+    )
+    # With a warm-up run, each test is watched on its own, under tracemalloc.
+    result = run(project, "--reftrace", "--reftrace-warmup", "1")
+    result.assert_outcomes(passed=7, failed=2)
     result.stdout.fnmatch_lines(
         [
             "reftrace: 7 tests checked for leaks; 2 failed; * run again to confirm*; "
@@ -785,3 +795,63 @@ def test_a_warmup_that_skips_still_tears_down_its_package(project: pytest.Pytest
     result = run(project, "--reftrace", "--reftrace-warmup", "1")
     result.assert_outcomes(passed=2, skipped=1)
     assert "not torn down" not in result.stdout.str()
+
+
+def test_chunks_span_modules_and_keep_the_order_of_reports(project: pytest.Pytester) -> None:
+    """Tests checked together are logged in order, once each; a leak in the
+    first module is confirmed by running its test alone after the second
+    module's tests; a test that watches a block of its own, and one with the
+    marker, break the chunk without harm."""
+    project.makepyfile(
+        test_a="""
+        import pytest
+        import streamlib
+
+        @pytest.fixture(scope="module")
+        def server():
+            yield object()
+
+        def test_a1(server):
+            pass
+
+        def test_a2_leaks(server):
+            streamlib.SESSIONS.append({"session": [1, 2]})
+        """,
+        test_b="""
+        import pytest
+        import reftrace
+
+        KEPT = []
+
+        def test_b1():
+            pass
+
+        def test_b2_watches_its_own_block():
+            with reftrace.watch() as w:
+                data = [1, 2, 3]
+            assert not w.report.leaks
+
+        @pytest.mark.no_leaks
+        def test_b3_marked_and_leaking():
+            KEPT.append({"n": [len(KEPT)]})
+
+        def test_b4():
+            pass
+        """,
+    )
+    result = run(project, "--reftrace", "-v")
+    result.assert_outcomes(passed=4, failed=2)
+    out = result.stdout.str()
+    order = [
+        "test_a.py::test_a1 PASSED",
+        "test_a.py::test_a2_leaks FAILED",
+        "test_b.py::test_b1 PASSED",
+        "test_b.py::test_b2_watches_its_own_block PASSED",
+        "test_b.py::test_b3_marked_and_leaking FAILED",
+        "test_b.py::test_b4 PASSED",
+    ]
+    positions = [out.index(line) for line in order]
+    assert positions == sorted(positions)
+    assert all(out.count(line) == 1 for line in order)
+    assert "not torn down" not in out
+    assert "SESSIONS" in out
