@@ -724,7 +724,8 @@ def test_reftrace_checks_every_test_of_a_suite(project: pytest.Pytester) -> None
     # Checked in chunks, without tracemalloc: the test that skips under it runs.
     result.stdout.fnmatch_lines(
         [
-            "reftrace: 8 tests checked for leaks; 2 failed; * run again to confirm*; * s on leak checks"
+            "reftrace: 8 tests checked for leaks; 2 failed; * run again to confirm*; "
+            "* s on leak checks"
         ]
     )
     # With a warm-up run, each test is watched on its own, under tracemalloc.
