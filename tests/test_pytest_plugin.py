@@ -721,6 +721,8 @@ def test_reftrace_checks_every_test_of_a_suite(project: pytest.Pytester) -> None
     # With no warm-up run, a registry's list made on the first run is
     # confirmed on the runs after: it grows again.
     assert "grew again when the test ran once more" in out
+    graph = project.path / ".reftrace" / "test_suite.py_test_leaking_listener.svg"
+    assert graph.exists() and "retention graph: .reftrace/" in out
     # Checked in chunks, without tracemalloc: the test that skips under it runs.
     result.stdout.fnmatch_lines(
         [
