@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fnmatch
 import gc
-import sys
 import threading
 import time
 import tracemalloc
@@ -29,6 +28,7 @@ from reftrace.objects import (
     allocation_site,
     is_own,
     is_own_file,
+    loop_refcounts,
     referents,
     referents_of_all,
     short_path,
@@ -311,9 +311,7 @@ def _entry_points(young: list[object]) -> list[int]:
             j = index.get(key)
             if j is not None:
                 incoming[j] += 1
-    entries = []
-    for i in range(len(young)):
-        # References: the `young` list and getrefcount's own argument.
-        if sys.getrefcount(young[i]) - 2 - incoming[i] > 0:
-            entries.append(i)
-    return entries
+    # A count beyond the `young` list's own reference and those from young
+    # objects comes from outside.
+    counts = loop_refcounts(young)
+    return [i for i in range(len(young)) if counts[i] - 1 - incoming[i] > 0]

@@ -32,6 +32,7 @@ from reftrace import frames as _frames
 from reftrace.objects import (
     is_immortal,
     is_own,
+    loop_refcounts,
     module_dict,
     module_name,
     referents,
@@ -434,15 +435,15 @@ def _hidden_counts(batch: list[object], known: Counter[int], untracked: list[obj
     in_holders = Counter(map(id, holders))
     in_frames = _frames.own_frame_references(skip=1)
     out = []
-    for obj in batch:
-        if is_immortal(obj):
+    # References: the heap (counts), the holders list, reftrace's own frames,
+    # the `known` ones (the watching function's locals); `batch`'s own is in
+    # both the count and `counts`.
+    refcounts = loop_refcounts(batch)
+    for i, key in enumerate(map(id, batch)):
+        if is_immortal(batch[i]):
             out.append(0)
             continue
-        # References: the heap (counts), the holders list, reftrace's own
-        # frames, the `known` ones (the watching function's locals), `obj`
-        # and getrefcount's argument.
-        key = id(obj)
-        rc = sys.getrefcount(obj) - 2 - counts[key] - in_holders.get(key, 0)
+        rc = refcounts[i] - counts[key] - in_holders.get(key, 0)
         rc -= in_frames.get(key, 0) + known.get(key, 0)
         out.append(max(rc, 0))
     return out

@@ -134,8 +134,31 @@ def untrackable_reason(obj: object) -> str | None:
 
 
 def is_immortal(obj: object) -> bool:
-    # 3.12+ marks immortal objects with a saturated reference count.
+    """Whether the interpreter never frees ``obj`` (3.12+)."""
+    probe = getattr(sys, "_is_immortal", None)  # 3.14+
+    if probe is not None:
+        return bool(probe(obj))
+    # 3.12 and 3.13 mark immortal objects with a saturated reference count.
     return sys.version_info >= (3, 12) and sys.getrefcount(obj) >= (1 << 30)
+
+
+def _loop_refcounts_raw(items: list[Any]) -> list[int]:
+    out = []
+    for obj in items:
+        out.append(sys.getrefcount(obj))
+    return out
+
+
+# What the loop above adds to a count: its variable, and getrefcount's
+# argument before 3.14 (3.14 passes a local borrowed, LOAD_FAST_BORROW).
+# Measured on an object only a list holds, not assumed per version.
+_LOOP_EXTRA = _loop_refcounts_raw([object()])[0] - 1
+
+
+def loop_refcounts(items: list[Any]) -> list[int]:
+    """The reference count of each of ``items``, ``items``' own reference
+    included and this function's removed, on every supported version."""
+    return [count - _LOOP_EXTRA for count in _loop_refcounts_raw(items)]
 
 
 # The `state.interned` bits sit right after the header of PyASCIIObject

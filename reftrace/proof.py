@@ -78,9 +78,12 @@ def forget_handles(frame: types.FrameType, young_ids: set[int] | frozenset[int])
         names = list(frame.f_code.co_varnames + frame.f_code.co_cellvars)
         if sys.version_info >= (3, 13):
             proxy = frame.f_locals  # writes through to the frame
+            old = [proxy[name] for name in names if name in proxy]
             for name in names:
                 if name in proxy:
                     proxy[name] = None
+            del proxy
+            _drop_overwritten(old)
             return
         snapshot = frame.f_locals
         for name in names:
@@ -92,6 +95,42 @@ def forget_handles(frame: types.FrameType, young_ids: set[int] | frozenset[int])
     for name, value in list(namespace.items()):
         if id(value) in young_ids:
             namespace[name] = None
+
+
+def _drop_overwritten(old: list[object]) -> None:
+    """3.14+: an executing frame whose locals are written through ``f_locals``
+    keeps the values it lost in a tuple until it ends (its stack may still
+    borrow them). The child never returns into that frame, so that tuple's
+    items are replaced by None, and the values go as they would have."""
+    if sys.version_info < (3, 14) or sys.implementation.name != "cpython" or not old:
+        return
+    kept = None
+    for holder in gc.get_referrers(old[0]):
+        if (
+            type(holder) is tuple
+            and len(holder) == len(old)
+            and all(a is b for a, b in zip(holder, old))
+        ):
+            kept = holder
+            break
+    if kept is None:
+        return
+    slot = ctypes.sizeof(ctypes.c_void_p)
+    # The first item's address, found after the header rather than assumed
+    # (3.14 added a cached hash to the tuple's header).
+    for offset in range(2 * slot, 8 * slot, slot):
+        if ctypes.c_void_p.from_address(id(kept) + offset).value == id(old[0]):
+            break
+    else:
+        return
+    values = [ctypes.c_void_p.from_address(id(kept) + offset + i * slot) for i in range(len(old))]
+    if [v.value for v in values] != [id(obj) for obj in old]:
+        return
+    for value, obj in zip(values, old):
+        value.value = id(None)  # immortal: no reference to take
+        ctypes.pythonapi.Py_DecRef(ctypes.py_object(obj))
+    del kept, values, value, obj
+    old.clear()
 
 
 def cut_reference(cut: Cut) -> str:

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from reftrace.analysis import Ignore, Options, build_report
 from reftrace.capture import Capture
-from reftrace.objects import type_name, untrackable_reason
+from reftrace.objects import loop_refcounts, type_name, untrackable_reason
 from reftrace.paths import DEFAULT_MAX_DEPTH
 from reftrace.report import Report
 
@@ -167,12 +167,10 @@ class Watch:
 
     def _sweep(self) -> int:
         """Keep only the held objects something else refers to; how many went."""
-        # References to `obj` here: the list, the loop variable and
-        # getrefcount's argument.
-        kept = []
-        for obj in self._held:
-            if sys.getrefcount(obj) > 3:
-                kept.append(obj)
+        # An object only `_held` refers to has a count of 1.
+        counts = loop_refcounts(self._held)
+        kept = [obj for obj, count in zip(self._held, counts) if count > 1]
+        del counts
         dropped = len(self._held) - len(kept)
         # In place: a new list made in the block would be a new object of it.
         self._held[:] = kept
