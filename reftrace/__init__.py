@@ -8,9 +8,13 @@ new objects outlived the block, grouped by where they attach to the old heap.
 
 from __future__ import annotations
 
-from reftrace.locate import locate
-from reftrace.redact import set_masking
-from reftrace.report import (
+from reftrace import interpreter as _interpreter
+
+_interpreter.check()  # a free-threaded build is refused here, with the reason
+
+from reftrace.locate import locate  # noqa: E402
+from reftrace.redact import set_masking  # noqa: E402
+from reftrace.report import (  # noqa: E402
     Allocation,
     Leak,
     LeakGroup,
@@ -22,9 +26,9 @@ from reftrace.report import (
     SurvivorGroup,
     load,
 )
-from reftrace.snapshot import Snapshot, SnapshotDiff, snapshot
-from reftrace.soak import SoakReport, soak
-from reftrace.watch import TrackedStream, Watch, watch
+from reftrace.snapshot import Snapshot, SnapshotDiff, snapshot  # noqa: E402
+from reftrace.soak import SoakReport, soak  # noqa: E402
+from reftrace.watch import TrackedStream, Watch, watch  # noqa: E402
 
 __all__ = [
     "Allocation",
