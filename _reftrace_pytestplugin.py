@@ -145,7 +145,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "reftrace_off: under --reftrace, do not check this test for leaks"
     )
-    config.stash[_STATE] = _State(enabled=_suite_mode(config))
+    enabled = _suite_mode(config)
+    if enabled and _INCREMENTAL_GC:
+        raise pytest.UsageError(
+            "pytest --reftrace needs CPython's generational collector, which "
+            f"{'.'.join(map(str, sys.version_info[:3]))} replaced by an incremental one "
+            "(3.14.0 to 3.14.4; 3.14.5 restored it): use 3.14.5 or later, or mark the "
+            "tests to check with @pytest.mark.no_leaks"
+        )
+    config.stash[_STATE] = _State(enabled=enabled)
+
+
+#: CPython 3.14.0-3.14.4 collect incrementally: a young collection there does
+#: not tell one test's objects from the next one's, as --reftrace needs.
+_INCREMENTAL_GC = (3, 14, 0) <= sys.version_info[:3] < (3, 14, 5)
 
 
 def _suite_mode(config: pytest.Config) -> bool:

@@ -858,3 +858,21 @@ def test_chunks_span_modules_and_keep_the_order_of_reports(project: pytest.Pytes
     assert all(out.count(line) == 1 for line in order)
     assert "not torn down" not in out
     assert "SESSIONS" in out
+
+
+def test_reftrace_refuses_the_incremental_collector_of_3_14_0_to_3_14_4(
+    project: pytest.Pytester,
+) -> None:
+    # As on CPython 3.14.0-3.14.4 (none of which is installed here): the flag
+    # the plugin reads from the version, set by a conftest before it configures.
+    project.makeconftest(
+        "import _reftrace_pytestplugin\n_reftrace_pytestplugin._INCREMENTAL_GC = True\n"
+    )
+    project.makepyfile(test_one="def test_one():\n    pass\n")
+    result = run(project, "--reftrace")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*pytest --reftrace needs CPython's generational collector*3.14.5*"]
+    )
+    # Without --reftrace the same suite runs as ever.
+    run(project).assert_outcomes(passed=1)
