@@ -102,6 +102,13 @@ class HeapView:
             if caller.f_code.co_flags & 0x01:  # a function: its locals are invisible
                 self.caller_refs = _frames.frame_references([caller])
                 self.caller_handles = set(self.caller_refs)
+                # A generator running the block (a pytest fixture) shows the
+                # same locals through the generator object from 3.14 on: it
+                # is the caller's frame, not a holder of its own.
+                owner = getattr(caller, "f_generator", None)
+                if owner is not None:
+                    self.own.add(id(owner))
+                del owner
             elif caller.f_locals is caller.f_globals:
                 self.caller_namespace = id(caller.f_globals)
                 self.caller_handles = {id(v) for v in list(caller.f_globals.values())}

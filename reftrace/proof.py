@@ -104,33 +104,42 @@ def _drop_overwritten(old: list[object]) -> None:
     items are replaced by None, and the values go as they would have."""
     if sys.version_info < (3, 14) or sys.implementation.name != "cpython" or not old:
         return
+    # The tuple holds the replaced values in the order they were replaced
+    # (None and the values of unset names excepted): any tuple made of them
+    # alone, that nothing the gc sees holds, is that one.
+    replaced = {id(obj) for obj in old if obj is not None}
     kept = None
-    for holder in gc.get_referrers(old[0]):
+    candidates = gc.get_referrers(*[obj for obj in old if obj is not None])
+    for holder in candidates:
         if (
             type(holder) is tuple
-            and len(holder) == len(old)
-            and all(a is b for a, b in zip(holder, old))
+            and holder
+            and all(id(item) in replaced for item in holder)
+            and all(referrer is candidates for referrer in gc.get_referrers(holder))
         ):
             kept = holder
             break
+    del candidates
+    old.clear()
     if kept is None:
         return
     slot = ctypes.sizeof(ctypes.c_void_p)
     # The first item's address, found after the header rather than assumed
     # (3.14 added a cached hash to the tuple's header).
     for offset in range(2 * slot, 8 * slot, slot):
-        if ctypes.c_void_p.from_address(id(kept) + offset).value == id(old[0]):
+        if ctypes.c_void_p.from_address(id(kept) + offset).value == id(kept[0]):
             break
     else:
         return
-    values = [ctypes.c_void_p.from_address(id(kept) + offset + i * slot) for i in range(len(old))]
-    if [v.value for v in values] != [id(obj) for obj in old]:
+    items = list(kept)
+    values = [ctypes.c_void_p.from_address(id(kept) + offset + i * slot) for i in range(len(items))]
+    if [v.value for v in values] != [id(obj) for obj in items]:
         return
-    for value, obj in zip(values, old):
+    for value, obj in zip(values, items):
         value.value = id(None)  # immortal: no reference to take
         ctypes.pythonapi.Py_DecRef(ctypes.py_object(obj))
     del kept, values, value, obj
-    old.clear()
+    items.clear()
 
 
 def cut_reference(cut: Cut) -> str:

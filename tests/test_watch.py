@@ -12,6 +12,7 @@ import sys
 import threading
 import tracemalloc
 import weakref
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,6 +21,7 @@ import reftrace
 # Module globals act as roots in these tests, the way an application's
 # singletons would.
 REGISTRY: list[object] = []
+SERVICES: dict[str, object] = {}
 CALLBACKS: list[object] = []
 TASKS: list[object] = []
 ERRORS: list[BaseException] = []
@@ -922,3 +924,22 @@ def test_no_allocation_sites_and_no_tracing_when_asked() -> None:
 def test_bad_watch_options_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(TypeError, match=message):
         reftrace.watch(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_generator_running_the_block_is_not_the_leaks_holder() -> None:
+    # A pytest fixture is such a generator. From 3.14 on its locals show
+    # through the generator object too; they are still only its handles.
+    # The leak's path from a global is longer than the one through the generator.
+    SERVICES["deep"] = {"a": {"b": []}}
+
+    def fixture() -> Iterator[reftrace.Report]:
+        with reftrace.watch() as w:
+            out = w.track(Payload())
+            SERVICES["deep"]["a"]["b"].append(out)  # type: ignore[index]
+        yield w.report
+
+    running = fixture()
+    report = next(running)
+    assert only_leak(report).path.expression == "SERVICES['deep']['a']['b'][0]"
+    running.close()
+    del SERVICES["deep"]
