@@ -46,6 +46,7 @@ import ctypes
 import gc
 import html
 import importlib
+import importlib.util
 import io
 import os
 import sys
@@ -1010,6 +1011,12 @@ def to_guppy(objs: Iterable[Any], hp: Any = None) -> Any:
     items = _items(objs, "to_guppy()")
     if hp is None:
         if not _GUPPY:
+            if sys.version_info >= (3, 15) and importlib.util.find_spec("guppy") is None:
+                raise ImportError(
+                    "to_guppy() needs guppy3, which does not build on CPython 3.15 (its C "
+                    "code reads interpreter internals 3.15 changed); use to_pympler() or "
+                    "to_objgraph() here, or guppy3 on CPython 3.14 or older"
+                )
             guppy = _tool("guppy", "guppy3", "to_guppy()")
             _GUPPY.append(guppy.hpy())
         hp = _GUPPY[0]

@@ -300,6 +300,13 @@ def test_to_guppy_gives_an_identity_set(planted):
     assert (to_guppy(found[:10]) | to_guppy(found[5:20])).count == 20
 
 
+@pytest.mark.skipif(sys.version_info < (3, 15), reason="guppy3 builds before 3.15")
+def test_to_guppy_on_3_15_says_guppy3_does_not_build_there(planted):
+    planted.ITEMS = [Planted(i) for i in range(3)]
+    with pytest.raises(ImportError, match="does not build on CPython 3.15.*to_pympler"):
+        snapshot().objects(Planted).to_guppy()
+
+
 def test_diff_to_guppy_is_the_new_objects(planted):
     pytest.importorskip("guppy")
     planted.OLD = [Planted(i) for i in range(50)]
