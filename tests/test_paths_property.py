@@ -39,6 +39,7 @@ import types
 import weakref
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -223,6 +224,7 @@ def test_reported_paths_are_real_shortest_and_complete(model: Model) -> None:
     check(model)
 
 
+@pytest.mark.heavy
 @settings(
     max_examples=max(300, EXAMPLES // 3),
     deadline=None,
@@ -238,6 +240,7 @@ def test_forward_search_gives_the_same_paths(model: Model) -> None:
         reftrace.paths.SWITCH_DEPTH = switch
 
 
+@pytest.mark.heavy
 @settings(
     max_examples=max(300, EXAMPLES // 3),
     deadline=None,

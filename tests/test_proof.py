@@ -288,6 +288,7 @@ def test_at_module_level_the_blocks_new_globals_are_handles(tmp_path: Any) -> No
     assert result.stdout.split() == ["confirmed", "LISTENERS[0]", "True", "True"]
 
 
+@pytest.mark.heavy
 def test_at_most_max_proofs_findings_are_proved() -> None:
     from reftrace.analysis import MAX_PROOFS
 

@@ -255,6 +255,7 @@ def test_bad_marker_options_fail_that_test_with_the_reason(project: pytest.Pytes
     )
 
 
+@pytest.mark.heavy
 def test_200_clean_tests_with_pytest_fixtures_raise_no_alarm(project: pytest.Pytester) -> None:
     """tmp_path, caplog, monkeypatch and capsys keep things between phases of
     pytest's own; none of it is the test's leak."""
@@ -423,6 +424,7 @@ def test_unused_plugin_imports_nothing_and_changes_nothing(project: pytest.Pytes
     run(project).assert_outcomes(passed=1)
 
 
+@pytest.mark.heavy
 def test_the_plugin_keeps_nothing_between_tests(project: pytest.Pytester) -> None:
     """Live objects after test 30 and after test 150: the growth per test under
     the fixture and the marker is pytest's own, the same as without them."""

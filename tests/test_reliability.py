@@ -198,6 +198,7 @@ def test_eight_threads_allocating_and_mutating_while_reports_are_built():
     assert errors == []
 
 
+@pytest.mark.heavy
 def test_watches_in_several_threads_at_once_each_find_their_own_leak():
     results: dict[int, str] = {}
     errors: list[BaseException] = []
@@ -484,6 +485,7 @@ SELF_LEAK_SCRIPT = textwrap.dedent(
 TRACEMALLOC_STOP_LEAKS = sys.version_info < (3, 12, 5)
 
 
+@pytest.mark.heavy
 def test_thousands_of_watches_leave_reftrace_memory_flat():
     # 10,000 on the interpreter where RSS is exact; 2,000 elsewhere keep the
     # suite short (each watch collects the whole heap twice).
