@@ -9,6 +9,7 @@ descriptors so no user ``__getattr__``, ``__eq__`` or ``__repr__`` runs.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import functools
@@ -16,6 +17,7 @@ import gc
 import sys
 import types
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -88,6 +90,13 @@ def _container_edge(parent: object, child: object) -> Edge | None:
             return _dict_edge(mapping, child)
         except RuntimeError:  # another thread changed it meanwhile: read a copy
             return _dict_edge(dict.copy(mapping), child)
+    if _FROZENDICT is not None and issubclass(t, _FROZENDICT):  # 3.15+
+        frozen = cast("Mapping[object, object]", parent)
+        for key, value in _FROZENDICT.items(frozen):
+            if value is child:
+                text = key_text(key)
+                return Edge("key", f"[{text}]", f"[{text}]")
+        return None
     for base in (list, tuple, collections.deque):
         if issubclass(t, base):
             break
@@ -102,6 +111,10 @@ def _container_edge(parent: object, child: object) -> Edge | None:
     if issubclass(t, (set, frozenset)):
         return Edge("item", "<set item>", "{...}")
     return None
+
+
+#: The immutable mapping of 3.15 (not a dict subclass): its values are named by key.
+_FROZENDICT: Any = getattr(builtins, "frozendict", None)
 
 
 def _dict_edge(items: dict[object, object], child: object) -> Edge | None:

@@ -166,7 +166,7 @@ def cut_reference(cut: Cut) -> str:
     if isinstance(holder, set):
         holder.discard(child)
         return ""
-    if isinstance(holder, (tuple, frozenset)):
+    if isinstance(holder, (tuple, frozenset)) or type(holder).__name__ == "frozendict":
         return f"a {type(holder).__name__} cannot be changed"
     if cut.label.startswith(".") and cut.label[1:].isidentifier():
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import gc
@@ -943,3 +944,12 @@ def test_a_generator_running_the_block_is_not_the_leaks_holder() -> None:
     assert only_leak(report).path.expression == "SERVICES['deep']['a']['b'][0]"
     running.close()
     del SERVICES["deep"]
+
+
+@pytest.mark.skipif(not hasattr(builtins, "frozendict"), reason="frozendict is new in 3.15")
+def test_a_frozendicts_value_is_named_by_its_key() -> None:
+    with reftrace.watch() as w:
+        item = w.track(Payload())
+        REGISTRY.append(builtins.frozendict(config=item))  # type: ignore[attr-defined]
+        del item
+    assert only_leak(w.report).path.expression == f"REGISTRY[{len(REGISTRY) - 1}]['config']"
