@@ -267,13 +267,7 @@ def _drop_untracked_before(young: list[object], before: set[int]) -> list[object
     """Leave out the dicts the gc did not track on entry (by id) that no new
     object refers to: old dicts the block made tracked (a new object referring
     to one keeps it new: its id may have been reused)."""
-    candidates = [o for o in young if type(o) is dict and id(o) in before]
-    if not candidates:
-        return young
-    referenced = set(map(id, referents_of_all(young)))
-    old = {id(o) for o in candidates if id(o) not in referenced}
-    del candidates
-    return [o for o in young if id(o) not in old]
+    return _without_unreferenced(young, [o for o in young if type(o) is dict and id(o) in before])
 
 
 def _drop_presumed_old(young: list[object]) -> list[object]:
@@ -289,12 +283,20 @@ def _drop_presumed_old(young: list[object]) -> list[object]:
     instance to its ``__dict__``, keeps it new.)
     """
     get = tracemalloc.get_object_traceback
-    candidates = [o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None]
+    candidates: list[object] = [
+        o for o in young if (type(o) is dict or type(o) is tuple) and get(o) is None
+    ]
+    return _without_unreferenced(young, candidates)
+
+
+def _without_unreferenced(young: list[object], candidates: list[object]) -> list[object]:
+    """``young`` less the ``candidates`` that no object of ``young`` refers to
+    (empties ``candidates``)."""
     if not candidates:
         return young
     referenced = set(map(id, referents_of_all(young)))
     old = {id(o) for o in candidates if id(o) not in referenced}
-    del candidates
+    candidates.clear()
     return [o for o in young if id(o) not in old]
 
 

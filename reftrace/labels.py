@@ -9,7 +9,6 @@ descriptors so no user ``__getattr__``, ``__eq__`` or ``__repr__`` runs.
 
 from __future__ import annotations
 
-import builtins
 import collections
 import contextlib
 import functools
@@ -22,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from reftrace import frames as _frames
-from reftrace.objects import _type_dict, _type_mro, short_path, type_module, type_name
+from reftrace.objects import (
+    FROZENDICT,
+    _type_dict,
+    _type_mro,
+    short_path,
+    type_module,
+    type_name,
+)
 
 
 @dataclass(frozen=True)
@@ -90,9 +96,9 @@ def _container_edge(parent: object, child: object) -> Edge | None:
             return _dict_edge(mapping, child)
         except RuntimeError:  # another thread changed it meanwhile: read a copy
             return _dict_edge(dict.copy(mapping), child)
-    if _FROZENDICT is not None and issubclass(t, _FROZENDICT):  # 3.15+
+    if FROZENDICT is not None and issubclass(t, FROZENDICT):  # 3.15+: named by key
         frozen = cast("Mapping[object, object]", parent)
-        for key, value in _FROZENDICT.items(frozen):
+        for key, value in FROZENDICT.items(frozen):
             if value is child:
                 text = key_text(key)
                 return Edge("key", f"[{text}]", f"[{text}]")
@@ -111,10 +117,6 @@ def _container_edge(parent: object, child: object) -> Edge | None:
     if issubclass(t, (set, frozenset)):
         return Edge("item", "<set item>", "{...}")
     return None
-
-
-#: The immutable mapping of 3.15 (not a dict subclass): its values are named by key.
-_FROZENDICT: Any = getattr(builtins, "frozendict", None)
 
 
 def _dict_edge(items: dict[object, object], child: object) -> Edge | None:

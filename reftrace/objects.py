@@ -8,6 +8,7 @@ a method a user type could override.
 
 from __future__ import annotations
 
+import builtins
 import ctypes
 import functools
 import gc
@@ -140,6 +141,11 @@ def is_immortal(obj: object) -> bool:
         return bool(probe(obj))
     # 3.12 and 3.13 mark immortal objects with a saturated reference count.
     return sys.version_info >= (3, 12) and sys.getrefcount(obj) >= (1 << 30)
+
+
+#: The immutable mapping of 3.15 (``builtins.frozendict``, not a dict
+#: subclass), or None before 3.15.
+FROZENDICT: Any = getattr(builtins, "frozendict", None)
 
 
 def _loop_refcounts_raw(items: list[Any]) -> list[int]:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reftrace.objects import referents, safe_sizeof, type_name
+from reftrace.objects import FROZENDICT, referents, safe_sizeof, type_name
 from reftrace.report import Path, Proof, _Reader
 
 #: Seconds a child may take before it is killed and the proof is unavailable.
@@ -166,7 +166,9 @@ def cut_reference(cut: Cut) -> str:
     if isinstance(holder, set):
         holder.discard(child)
         return ""
-    if isinstance(holder, (tuple, frozenset)) or type(holder).__name__ == "frozendict":
+    if isinstance(holder, (tuple, frozenset)) or (
+        FROZENDICT is not None and isinstance(holder, FROZENDICT)
+    ):
         return f"a {type(holder).__name__} cannot be changed"
     if cut.label.startswith(".") and cut.label[1:].isidentifier():
         try:
