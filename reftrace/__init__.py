@@ -12,6 +12,7 @@ from reftrace import interpreter as _interpreter
 
 _interpreter.check()  # a free-threaded build is refused here, with the reason
 
+from reftrace import renderers  # noqa: E402,F401  (registers how results are shown)
 from reftrace.locate import locate  # noqa: E402
 from reftrace.redact import set_masking  # noqa: E402
 from reftrace.report import (  # noqa: E402

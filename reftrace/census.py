@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence, Sized
 from itertools import compress, filterfalse, repeat
 from typing import Any, cast
 
-from reftrace.objects import _type_module, _type_qualname, referents_of_all
+from reftrace.objects import class_module, class_qualname, referents_of_all
 
 __all__ = [
     "container_length",
@@ -52,8 +52,8 @@ LengthTable = list[tuple["array[int]", "array[int]"]]
 def type_key(cls: type) -> str:
     """``module.QualName`` (builtins by their bare name), read without user code."""
     try:
-        name = _type_qualname(cls)
-        module = _type_module(cls)
+        name = class_qualname(cls)
+        module = class_module(cls)
     except Exception:
         return "?"
     if type(name) is not str:

@@ -23,8 +23,8 @@ from typing import Any, cast
 from reftrace import frames as _frames
 from reftrace.objects import (
     FROZENDICT,
-    _type_dict,
-    _type_mro,
+    class_dict,
+    class_mro,
     short_path,
     type_module,
     type_name,
@@ -56,8 +56,8 @@ def key_text(key: object) -> str:
 
 def instance_dict(obj: object) -> dict[str, Any] | None:
     """The instance ``__dict__`` through CPython's descriptor, or None."""
-    for klass in _type_mro(type(obj)):
-        descr = _type_dict(klass).get("__dict__")
+    for klass in class_mro(type(obj)):
+        descr = class_dict(klass).get("__dict__")
         if descr is not None and type(descr).__name__ == "getset_descriptor":
             try:
                 value = descr.__get__(obj, type(obj))
@@ -77,8 +77,8 @@ def _attr_from_dict(namespace: dict[str, Any], child: object, prefix: str = ".")
 
 
 def _slot_edge(obj: object, child: object) -> Edge | None:
-    for klass in _type_mro(type(obj)):
-        for name, descr in list(_type_dict(klass).items()):
+    for klass in class_mro(type(obj)):
+        for name, descr in list(class_dict(klass).items()):
             if type(descr) is types.MemberDescriptorType:
                 try:
                     if descr.__get__(obj, type(obj)) is child:
@@ -243,7 +243,7 @@ def _edge(parent: object, child: object) -> Edge | None:
         if found is not None:
             return found
     if issubclass(t, type):
-        namespace = _type_dict(parent)
+        namespace = class_dict(parent)
         if any(real is child for real in gc.get_referents(namespace)):
             return Edge("attr", ".__dict__", ".__dict__")
         found = _attr_from_dict(dict(namespace), child)
@@ -319,8 +319,8 @@ def _class_names(cls: type) -> tuple[str, ...]:
     attributes, and no descriptor (user code) runs."""
     defined: set[str] = set()
     codes: list[types.CodeType] = []
-    for klass in _type_mro(cls):
-        for name, value in list(_type_dict(klass).items()):
+    for klass in class_mro(cls):
+        for name, value in list(class_dict(klass).items()):
             defined.add(name)
             # Only types whose attributes are known: no user code runs here.
             kind = type(value)

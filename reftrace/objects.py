@@ -21,12 +21,16 @@ from typing import Any
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
-_type_qualname = type.__dict__["__qualname__"].__get__
-_type_module = type.__dict__["__module__"].__get__
-_type_dict = type.__dict__["__dict__"].__get__
-_type_mro = type.__dict__["__mro__"].__get__
+#: A class's ``__qualname__``, ``__module__``, ``__dict__`` and ``__mro__`` read
+#: through ``type``'s own descriptors, so that a metaclass or a class attribute
+#: of the same name (a proxy's ``__module__`` property) cannot answer instead.
+class_qualname = type.__dict__["__qualname__"].__get__
+class_module = type.__dict__["__module__"].__get__
+class_dict = type.__dict__["__dict__"].__get__
+class_mro = type.__dict__["__mro__"].__get__
 
-_BUILTIN_DESCRIPTORS = (
+#: The types of methods written in C (``__sizeof__`` of a builtin, for one).
+BUILTIN_DESCRIPTORS = (
     types.WrapperDescriptorType,
     types.MethodDescriptorType,
     types.BuiltinFunctionType,
@@ -89,7 +93,7 @@ def referents_of_all(objs: list[object]) -> list[object]:
 def type_name(obj: object) -> str:
     """The qualified name of ``type(obj)``, read from the type slot itself."""
     try:
-        return str(_type_qualname(type(obj)))
+        return str(class_qualname(type(obj)))
     except Exception:
         return "?"
 
@@ -97,15 +101,15 @@ def type_name(obj: object) -> str:
 def type_module(obj: object) -> str:
     """The ``__module__`` of ``type(obj)`` (``"builtins"`` for built-in types)."""
     try:
-        return str(_type_module(type(obj)))
+        return str(class_module(type(obj)))
     except Exception:
         return "?"
 
 
 def class_attribute(cls: type, name: str) -> Any:
     """Look ``name`` up in the MRO's own dicts: no metaclass, no descriptors run."""
-    for klass in _type_mro(cls):
-        namespace = _type_dict(klass)
+    for klass in class_mro(cls):
+        namespace = class_dict(klass)
         if name in namespace:
             return namespace[name]
     return None
@@ -115,7 +119,7 @@ def safe_sizeof(obj: object) -> int:
     """``sys.getsizeof`` when the type's ``__sizeof__`` is CPython's own, else its basic size."""
     try:
         impl = class_attribute(type(obj), "__sizeof__")
-        if isinstance(impl, _BUILTIN_DESCRIPTORS):
+        if isinstance(impl, BUILTIN_DESCRIPTORS):
             return int(sys.getsizeof(obj))
         size = int(object.__sizeof__(obj))
         return size + (16 if gc.is_tracked(obj) else 0)
@@ -224,7 +228,7 @@ def is_own(obj: object) -> bool:
     """True for objects that belong to reftrace itself: its types, frames, functions."""
     t = type(obj)
     try:
-        module = _type_module(t)
+        module = class_module(t)
     except Exception:
         module = None
     if is_own_module(module):
@@ -348,7 +352,7 @@ def describe(obj: object) -> str:
         if issubclass(t, types.ModuleType):
             return f"module {module_name(obj)}"
         if t is type:
-            return f"class {_type_qualname(obj)}"
+            return f"class {class_qualname(obj)}"
     except Exception:
         return ""
     return ""

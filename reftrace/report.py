@@ -9,16 +9,15 @@ and nothing else.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import secrets
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
+from reftrace import views
+from reftrace.files import atomic_file, path_argument, target_path
 from reftrace.redact import JSON_LIMIT, bound, masking_enabled
 
 #: The ``"format"`` field of a saved report, and the version this code writes and reads.
@@ -201,14 +200,10 @@ class Leak:
         return self._ref() if self._ref is not None else None
 
     def __str__(self) -> str:
-        from reftrace.renderers.text import render_leak
-
-        return render_leak(self, count=1)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
-        from reftrace.renderers.html import render_leak_html
-
-        return render_leak_html(self)
+        return views.html(self)
 
     def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
         m = _masking(mask)
@@ -344,14 +339,10 @@ class LeakGroup:
         return sorted(counts.items(), key=lambda item: -item[1])
 
     def __str__(self) -> str:
-        from reftrace.renderers.text import render_group
-
-        return render_group(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
-        from reftrace.renderers.html import render_group_html
-
-        return render_group_html(self)
+        return views.html(self)
 
     def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
         m = _masking(mask)
@@ -396,14 +387,10 @@ class SurvivorGroup:
     entry_ids: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
-        from reftrace.renderers.text import render_survivor_group
-
-        return render_survivor_group(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
-        from reftrace.renderers.html import render_survivor_html
-
-        return render_survivor_html(self)
+        return views.html(self)
 
     def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
         m = _masking(mask)
@@ -487,20 +474,14 @@ class Report:
         return sum(group.count for group in self.survivors)
 
     def __str__(self) -> str:
-        from reftrace.renderers.text import render_report
-
-        return render_report(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
-        from reftrace.renderers.html import render_report_html
-
-        return render_report_html(self)
+        return views.html(self)
 
     def to_html(self, *, mask: bool | None = None, graph: bool = True) -> str:
         """The report as an HTML fragment: traces as tables, the graph as inline SVG."""
-        from reftrace.renderers.html import render_report_html
-
-        return render_report_html(self, mask=mask, graph=graph)
+        return views.html(self, mask=mask, graph=graph)
 
     def __bool__(self) -> bool:
         # A report is always a report, even when clean: never let `if report:`
@@ -616,9 +597,7 @@ class Report:
         when no Graphviz is installed: the DOT source is then written beside
         ``path``.
         """
-        from reftrace.renderers.graph import render_report_graph
-
-        return render_report_graph(self, path, format=format, mask=mask)
+        return views.write(self, path, format=format, mask=mask)
 
 
 def load(path: str | os.PathLike[str]) -> Report:
@@ -630,11 +609,7 @@ def load(path: str | os.PathLike[str]) -> Report:
     another format or version, a field missing or of the wrong type) raises
     ``ReportFormatError`` naming the file and the field.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load() needs a file path (str or os.PathLike), got {type(path).__name__}")
-    name = os.fspath(path)
-    if not isinstance(name, str):
-        raise TypeError(f"load() needs a str file path, got {type(name).__name__}")
+    name = path_argument(path, "load()")
     with open(name, "rb") as handle:
         raw = handle.read()
     return loads(raw, source=name)
@@ -941,69 +916,6 @@ class _Reader:
 
 def _at(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
-
-
-# -- writing files ------------------------------------------------------------------
-
-
-def target_path(path: object, what: str) -> str:
-    """``path`` as a str naming a file that can be created, or a clear error.
-
-    ``TypeError`` when it is not a str or path-like; ``FileNotFoundError``
-    when its directory does not exist, ``NotADirectoryError`` when that is a
-    file, ``IsADirectoryError`` when ``path`` itself is a directory.
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{what} needs a file path (str or os.PathLike), got {type(path).__name__}")
-    name = os.fspath(path)
-    if not isinstance(name, str):
-        raise TypeError(f"{what} needs a str file path, got {type(name).__name__}")
-    if not name:
-        raise ValueError(f"{what} needs a file path, got an empty string")
-    if os.path.isdir(name):
-        raise IsADirectoryError(errno.EISDIR, f"cannot write {name}: it is a directory, not a file")
-    directory = os.path.dirname(os.path.abspath(name))
-    if not os.path.exists(directory):
-        raise FileNotFoundError(
-            errno.ENOENT, f"cannot write {name}: directory {directory} does not exist"
-        )
-    if not os.path.isdir(directory):
-        raise NotADirectoryError(
-            errno.ENOTDIR, f"cannot write {name}: {directory} is not a directory"
-        )
-    return name
-
-
-@contextlib.contextmanager
-def atomic_file(name: str) -> Iterator[IO[bytes]]:
-    """A binary file that becomes ``name`` only when the block completes.
-
-    Written to a temporary file in the same directory, then renamed over
-    ``name``: readers never see half a file, and a failure leaves nothing.
-    """
-    directory = os.path.dirname(os.path.abspath(name))
-    base = os.path.basename(name)[:100]
-    temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write {name}: {error.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-
-
-def write_atomic(name: str, data: bytes) -> None:
-    """Write ``data`` to ``name`` whole or not at all (see :func:`atomic_file`)."""
-    with atomic_file(name) as handle:
-        handle.write(data)
 
 
 def _html_safe(text: str) -> str:

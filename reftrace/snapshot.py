@@ -44,10 +44,6 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import html
-import importlib
-import importlib.util
-import io
 import os
 import sys
 import time
@@ -60,15 +56,15 @@ from dataclasses import dataclass
 from itertools import compress
 from typing import Any, NamedTuple, SupportsIndex, overload
 
-from reftrace import labels
+from reftrace import labels, views
 from reftrace.analysis import make_path
 from reftrace.census import count_types, display_type, type_key
 from reftrace.heap import HeapView
 from reftrace.memory import interpreter_frozen
 from reftrace.objects import (
-    _BUILTIN_DESCRIPTORS,
-    _type_module,
+    BUILTIN_DESCRIPTORS,
     class_attribute,
+    class_module,
     is_own,
     is_own_module,
     referents,
@@ -77,10 +73,9 @@ from reftrace.objects import (
 )
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
 from reftrace.redact import clean
-from reftrace.renderers.graph import layout
-from reftrace.renderers.html import _graph, _wrap, trace_table
-from reftrace.renderers.text import NAME_LIMIT, REASON_LIMIT, human_size, render_path
-from reftrace.report import Path, target_path, write_atomic
+from reftrace.report import Path
+from reftrace.tools import asizeof, show_backrefs, to_guppy, to_pympler
+from reftrace.units import human_size, signed_size
 from reftrace.watch import _ANALYSIS_LOCK
 
 #: Rows ``str()`` shows: the largest types of a snapshot, the most grown of a diff.
@@ -90,8 +85,8 @@ REFERRER_LIMIT = 100
 
 #: Collections a snapshot runs at most, until one finds no garbage.
 _MAX_COLLECTS = 3
-_TOOLS_HINT = "pip install 'reftrace[tools]' installs objgraph, pympler and guppy3"
-_NAME_WIDTH = 48
+#: Longest shown form of a name in a repr.
+_REPR_LIMIT = 80
 
 #: Containers reftrace's objects keep their data in: left out of every count.
 _CONTAINERS = frozenset({dict, list, tuple, set, frozenset, deque, array})
@@ -115,7 +110,6 @@ Counter(zip((), ()))
 Counter(map(type, ()))
 
 #: How the suspect reference is worded: here it was made after the snapshot.
-_SUSPECT_NOTE = "this reference was made after the snapshot"
 
 
 # -- data ---------------------------------------------------------------------------
@@ -174,7 +168,8 @@ class Referrer(NamedTuple):
 
     def __repr__(self) -> str:
         # Never the holder's own repr: user code, and often huge.
-        holder = "None" if self.holder is None else f"<{clean(type_name(self.holder), NAME_LIMIT)}>"
+        held = self.holder
+        holder = "None" if held is None else f"<{clean(type_name(held), _REPR_LIMIT)}>"
         return f"Referrer(label={self.label!r}, kind={self.kind!r}, holder={holder})"
 
 
@@ -205,18 +200,18 @@ class ObjectPath:
 
     def __repr__(self) -> str:
         if self.path is None:
-            return f"<ObjectPath to {clean(self.type_name, NAME_LIMIT)}: none>"
-        return f"<ObjectPath to {clean(self.type_name, NAME_LIMIT)}: {len(self.path.steps)} steps>"
+            return f"<ObjectPath to {clean(self.type_name, _REPR_LIMIT)}: none>"
+        return f"<ObjectPath to {clean(self.type_name, _REPR_LIMIT)}: {len(self.path.steps)} steps>"
 
     def __str__(self) -> str:
-        return _path_text(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
     def to_html(self, *, mask: bool | None = None, graph: bool = True) -> str:
         """The path as an HTML table, with its drawing inline (SVG) when ``graph``."""
-        return _path_html(self, mask, graph)
+        return views.html(self, mask=mask, graph=graph)
 
 
 class ObjectList(list[Any]):
@@ -245,7 +240,7 @@ class ObjectList(list[Any]):
         return list.__getitem__(self, index)
 
     def __repr__(self) -> str:
-        what = f" of {clean(self.label, NAME_LIMIT)}" if self.label else ""
+        what = f" of {clean(self.label, _REPR_LIMIT)}" if self.label else ""
         return f"<ObjectList: {len(self):,} objects{what}>"
 
     @property
@@ -263,11 +258,7 @@ class ObjectList(list[Any]):
         )
 
     def _repr_html_(self) -> str:
-        what = f" of <code>{_h(self.label, NAME_LIMIT, None)}</code>" if self.label else ""
-        body = f"<p><strong>{len(self):,} objects</strong>{what}</p>" + _stats_table(
-            self.types[:SHOWN_ROWS], None
-        )
-        return _wrap(body, False)
+        return views.html(self)
 
     def to_guppy(self, hp: Any = None) -> Any:
         """These objects as a guppy3 ``IdentitySet`` (see :func:`to_guppy`)."""
@@ -413,14 +404,14 @@ class Snapshot:
         )
 
     def __str__(self) -> str:
-        return _snapshot_text(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
     def to_html(self, *, mask: bool | None = None) -> str:
         """The largest types as an HTML table; every name masked and escaped."""
-        return _snapshot_html(self, mask)
+        return views.html(self, mask=mask)
 
 
 class SnapshotDiff:
@@ -534,19 +525,19 @@ class SnapshotDiff:
 
     def __repr__(self) -> str:
         return (
-            f"<SnapshotDiff: {self.count:+,} objects, {_signed_size(self.size)}, "
+            f"<SnapshotDiff: {self.count:+,} objects, {signed_size(self.size)}, "
             f"{len(self.changes):,} types changed>"
         )
 
     def __str__(self) -> str:
-        return _diff_text(self)
+        return views.text(self)
 
     def _repr_html_(self) -> str:
         return self.to_html()
 
     def to_html(self, *, mask: bool | None = None) -> str:
         """The grown types as an HTML table; every name masked and escaped."""
-        return _diff_html(self, mask)
+        return views.html(self, mask=mask)
 
 
 # -- taking a snapshot -------------------------------------------------------------------
@@ -652,7 +643,7 @@ def _size_kind(cls: type) -> str:
         impl = class_attribute(cls, "__sizeof__")
         if impl is _OBJECT_SIZEOF and _type_itemsize(cls) == 0:
             return "fixed"
-        return "varying" if isinstance(impl, _BUILTIN_DESCRIPTORS) else "user"
+        return "varying" if isinstance(impl, BUILTIN_DESCRIPTORS) else "user"
     except Exception:
         return "user"
 
@@ -724,7 +715,7 @@ def _size_pairs(objects: list[object]) -> dict[tuple[type, int], int]:
 
 def _is_own_class(cls: type) -> bool:
     try:
-        return is_own_module(_type_module(cls))
+        return is_own_module(class_module(cls))
     except Exception:
         return False
 
@@ -975,260 +966,6 @@ def _referrers(box: list[object], caller: types.FrameType, limit: int | None) ->
 
 
 # -- hand-offs ------------------------------------------------------------------------
-
-
-def _tool(module: str, project: str, what: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise ImportError(
-            f"{what} needs {project}: pip install {project} ({_TOOLS_HINT})"
-        ) from error
-
-
-def _items(objs: Iterable[Any], what: str) -> list[Any]:
-    # (Not isinstance(objs, Iterable): an ABC check fills caches, a diff's noise.)
-    if isinstance(objs, (str, bytes, dict)) or not hasattr(type(objs), "__iter__"):
-        raise TypeError(
-            f"{what} needs an iterable of objects (an ObjectList, a list), "
-            f"got {type(objs).__name__}; wrap a single object in a list"
-        )
-    return list(objs)
-
-
-_GUPPY: list[Any] = []
-
-
-def to_guppy(objs: Iterable[Any], hp: Any = None) -> Any:
-    """The objects as a guppy3 ``IdentitySet``: ``hp.idset(objs)``.
-
-    ``hp`` is a guppy session (``guppy.hpy()``); by default one session
-    that reftrace keeps for all its hand-offs, so their sets combine
-    (``a | b``). The set holds the objects. From it, guppy's C-speed views:
-    ``.byrcs`` (grouped by what refers to them), ``.byvia``, ``.domisize``
-    (what they alone keep alive), ``.sp`` (shortest paths).
-    """
-    items = _items(objs, "to_guppy()")
-    if hp is None:
-        if not _GUPPY:
-            if sys.version_info >= (3, 15) and importlib.util.find_spec("guppy") is None:
-                raise ImportError(
-                    "to_guppy() needs guppy3, which does not build on CPython 3.15 (its C "
-                    "code reads interpreter internals 3.15 changed); use to_pympler() or "
-                    "to_objgraph() here, or guppy3 on CPython 3.14 or older"
-                )
-            guppy = _tool("guppy", "guppy3", "to_guppy()")
-            _GUPPY.append(guppy.hpy())
-        hp = _GUPPY[0]
-    return hp.idset(items)
-
-
-def to_pympler(objs: Iterable[Any]) -> list[list[Any]]:
-    """A pympler summary of the objects: ``pympler.summary.summarize(objs)``.
-
-    Rows of ``[type, count, total shallow size]``; ``summary.print_(rows)``
-    prints them, ``summary.get_diff(a, b)`` compares two.
-    """
-    items = _items(objs, "to_pympler()")
-    summary = _tool("pympler.summary", "pympler", "to_pympler()")
-    return summary.summarize(items)  # type: ignore[no-any-return]
-
-
-def asizeof(objs: Iterable[Any], **options: Any) -> int:
-    """The deep size of the objects together: ``pympler.asizeof.asizeof(*objs)``.
-
-    Everything they reference is counted, each object once (so two objects
-    sharing a cache count it once). ``options`` go to pympler (``limit``,
-    ``code``, ``stats``, ...). It runs no ``__sizeof__`` of reftrace's, and
-    pympler may call the objects' own.
-    """
-    items = _items(objs, "asizeof()")
-    module = _tool("pympler.asizeof", "pympler", "asizeof()")
-    return int(module.asizeof(*items, **options))
-
-
-_GRAPH_FORMATS = ("dot", "svg", "png")
-
-
-def show_backrefs(
-    objs: Iterable[Any],
-    filename: str | os.PathLike[str],
-    *,
-    max_depth: int = 3,
-    **options: Any,
-) -> str:
-    """objgraph's graph of what refers to the objects, written to ``filename``.
-
-    ``objgraph.show_backrefs(objs, max_depth=...)``, with reftrace's own
-    objects filtered out, laid out by reftrace's Graphviz (the system
-    ``dot``, else ``graphviz-pure``): ``.svg``, ``.png``, or ``.dot`` for
-    the source. Other ``options`` go to objgraph (``too_many``, ``filter``,
-    ``highlight``, ``refcounts``, ``shortnames``, ...). objgraph labels
-    nodes with ``repr()`` of the objects, unmasked. Returns the file's path.
-    """
-    items = _items(objs, "show_backrefs()")
-    if not isinstance(filename, (str, os.PathLike)):
-        raise TypeError(f"show_backrefs() needs a file path, got {type(filename).__name__}")
-    name = target_path(filename, "show_backrefs()")
-    fmt = os.path.splitext(name)[1].lstrip(".").lower()
-    if fmt not in _GRAPH_FORMATS:
-        raise ValueError(
-            f"show_backrefs() writes {', '.join('.' + f for f in _GRAPH_FORMATS)} files, "
-            f"not {name!r}"
-        )
-    objgraph = _tool("objgraph", "objgraph", "show_backrefs()")
-    user_filter = options.pop("filter", None)
-
-    def keep(obj: object) -> bool:
-        return not is_own(obj) and (user_filter is None or bool(user_filter(obj)))
-
-    source = io.StringIO()
-    objgraph.show_backrefs(items, max_depth=max_depth, filter=keep, output=source, **options)
-    items.clear()
-    text = source.getvalue()
-    write_atomic(name, text.encode("utf-8") if fmt == "dot" else layout(text, fmt))
-    return name
-
-
-# -- rendering --------------------------------------------------------------------------
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-
-
-def _signed_size(size: int) -> str:
-    return ("-" if size < 0 else "+") + human_size(abs(size))
-
-
-def _h(text: str, limit: int, mask: bool | None) -> str:
-    return html.escape(clean(text, limit, mask), quote=True)
-
-
-def _totals(snap: Snapshot) -> str:
-    text = f"{snap.count:,} objects, {human_size(snap.size)} (gc-tracked, shallow sizes)"
-    if snap.traced is not None:
-        text += f"; tracemalloc traces {human_size(snap.traced)}"
-    return text
-
-
-def _snapshot_text(snap: Snapshot) -> str:
-    rows = snap.top(SHOWN_ROWS)
-    lines = [
-        f"heap snapshot: {_totals(snap)}, {len(snap._counts):,} types, "
-        f"taken in {_duration(snap.seconds)}",
-        f"largest {len(rows)} types by shallow size:",
-        f"  {'type':<{_NAME_WIDTH}} {'objects':>10} {'size':>11}",
-    ]
-    for row in rows:
-        lines.append(
-            f"  {clean(row.name, _NAME_WIDTH):<{_NAME_WIDTH}} {row.count:>10,} "
-            f"{human_size(row.size):>11}"
-        )
-    lines.extend(f"note: {clean(note, 300)}" for note in snap.notes)
-    return "\n".join(lines)
-
-
-def _diff_text(diff: SnapshotDiff) -> str:
-    head = (
-        f"heap diff over {_duration(diff.seconds)}: {diff.count:+,} objects, "
-        f"{_signed_size(diff.size)} (gc-tracked, shallow sizes)"
-    )
-    if diff.traced is not None:
-        head += f"; tracemalloc traces {_signed_size(diff.traced)}"
-    grown = diff.grown(SHOWN_ROWS)
-    lines = [head]
-    if grown:
-        lines.append(f"types that grew, most bytes first ({len(grown)} shown):")
-        lines.append(f"  {'type':<{_NAME_WIDTH}} {'objects':>10} {'size':>11}")
-        for row in grown:
-            lines.append(
-                f"  {clean(row.name, _NAME_WIDTH):<{_NAME_WIDTH}} {row.count:>+10,} "
-                f"{_signed_size(row.size):>11}"
-            )
-    else:
-        lines.append("no type grew")
-    shrunk = len(diff.shrunk(len(diff.changes)))
-    if shrunk:
-        lines.append(f"{shrunk:,} types shrank (diff.shrunk())")
-    for note in dict.fromkeys([*diff.before.notes, *diff.after.notes]):
-        lines.append(f"note: {clean(note, 300)}")
-    return "\n".join(lines)
-
-
-def _stats_table(rows: list[TypeStats], mask: bool | None) -> str:
-    out = [
-        "<table class='types'><thead><tr><th>type</th><th>objects</th><th>size</th>"
-        "</tr></thead><tbody>"
-    ]
-    for row in rows:
-        out.append(
-            f"<tr><td class='code'>{_h(row.name, NAME_LIMIT, mask)}</td>"
-            f"<td>{row.count:,}</td><td>{human_size(row.size)}</td></tr>"
-        )
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _notes_html(notes: Iterable[str], mask: bool | None) -> str:
-    items = [f"<li>{_h(note, 300, mask)}</li>" for note in notes]
-    return "<ul class='note'>" + "".join(items) + "</ul>" if items else ""
-
-
-def _snapshot_html(snap: Snapshot, mask: bool | None) -> str:
-    body = (
-        f"<p><strong>Heap snapshot</strong>: {html.escape(_totals(snap))}, "
-        f"{len(snap._counts):,} types</p>"
-        + _stats_table(snap.top(SHOWN_ROWS), mask)
-        + _notes_html(snap.notes, mask)
-    )
-    return _wrap(body, False)
-
-
-def _diff_html(diff: SnapshotDiff, mask: bool | None) -> str:
-    head = f"{diff.count:+,} objects, {_signed_size(diff.size)} (gc-tracked, shallow sizes)"
-    if diff.traced is not None:
-        head += f"; tracemalloc traces {_signed_size(diff.traced)}"
-    out = [f"<p><strong>Heap diff over {_duration(diff.seconds)}</strong>: {html.escape(head)}</p>"]
-    grown = diff.grown(SHOWN_ROWS)
-    if grown:
-        out.append(
-            "<table class='types'><thead><tr><th>type</th><th>objects</th><th>size</th>"
-            "</tr></thead><tbody>"
-        )
-        for row in grown:
-            out.append(
-                f"<tr><td class='code'>{_h(row.name, NAME_LIMIT, mask)}</td>"
-                f"<td>{row.count:+,}</td><td>{_signed_size(row.size)}</td></tr>"
-            )
-        out.append("</tbody></table>")
-    else:
-        out.append("<p>No type grew.</p>")
-    out.append(_notes_html(dict.fromkeys([*diff.before.notes, *diff.after.notes]), mask))
-    return _wrap("\n".join(out), False)
-
-
-def _path_text(found: ObjectPath) -> str:
-    name = clean(found.type_name, NAME_LIMIT)
-    if found.path is None:
-        return f"no path from a root to {name}: {clean(found.reason, REASON_LIMIT)}"
-    lines = [f"shortest path from a root to {name} ({len(found.path.steps)} references)"]
-    lines += render_path(found.path, suspect_note=_SUSPECT_NOTE)
-    lines.append("(old: alive at the snapshot; new: made since)")
-    return "\n".join(lines)
-
-
-def _path_html(found: ObjectPath, mask: bool | None, graph: bool) -> str:
-    name = _h(found.type_name, NAME_LIMIT, mask)
-    if found.path is None:
-        body = f"<p>No path from a root to {name}: {_h(found.reason, REASON_LIMIT, mask)}</p>"
-        return _wrap(body, False)
-    table = trace_table(found.path, None, mask, suspect_note="made after the snapshot")
-    parts = [f"<h4>Shortest path from a root to {name}</h4>", table]
-    parts.append("<p class='note'>old: alive at the snapshot; new: made since</p>")
-    if graph:
-        parts.append(_graph([(found.path, found.type_name, "", "")], 0, mask))
-    return _wrap("\n".join(parts), False)
 
 
 __all__ = [

@@ -24,32 +24,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import graphviz  # type: ignore[import-untyped]
 
+from reftrace.files import write_atomic
+from reftrace.layout import DOT_ENV, GraphvizNotFound, find_dot, layout
 from reftrace.redact import clean
-from reftrace.renderers.text import (
-    DETAIL_LIMIT,
-    LABEL_LIMIT,
-    TYPE_LIMIT,
-    gap_text,
-    human_size,
-    root_text,
-    shown_steps,
-)
+from reftrace.renderers.common import DETAIL_LIMIT, LABEL_LIMIT, TYPE_LIMIT
+from reftrace.renderers.text import gap_text, root_text, shown_steps
+from reftrace.units import human_size
 
 if TYPE_CHECKING:
     from reftrace.report import Leak, LeakGroup, Path, Report, StoreSite, SurvivorGroup
 
 #: Formats ``Report.render`` writes: graph images, DOT source, an HTML report.
 FORMATS = ("svg", "png", "dot", "html")
-#: Environment variable naming the layout program to use (a path or a name on PATH).
-DOT_ENV = "REFTRACE_DOT"
 #: At most this many findings (or survivor groups) are drawn in one graph.
 MAX_DRAWN = 20
 
@@ -64,10 +55,6 @@ _GAP = {"shape": "box", "style": "dashed", "color": "#888888", "fontcolor": "#55
 Items = list[tuple["Path", str, str, str]]
 
 
-class GraphvizNotFound(RuntimeError):
-    """No Graphviz layout program could be found or run."""
-
-
 def _text(value: str, limit: int = 60, mask: bool | None = None) -> str:
     """``value`` cleaned (masked, control characters escaped, truncated) and DOT-escaped."""
     return str(graphviz.escape(clean(value, limit, mask)))
@@ -76,60 +63,6 @@ def _text(value: str, limit: int = 60, mask: bool | None = None) -> str:
 def _label(*lines: str) -> str:
     """Lines already passed through ``_text``, joined, marked as plain (never HTML) text."""
     return graphviz.nohtml("\\n".join(lines))  # type: ignore[no-any-return]
-
-
-def find_dot() -> str | None:
-    """The layout program: ``$REFTRACE_DOT``, else system ``dot``, else ``graphviz-pure``.
-
-    When ``REFTRACE_DOT`` is set, nothing else is tried: it must name an
-    executable (a path, or a name found on ``PATH``), or there is none.
-    """
-    chosen = os.environ.get(DOT_ENV)
-    if chosen:
-        return shutil.which(chosen)
-    system = shutil.which("dot")
-    if system:
-        return system
-    beside = os.path.join(os.path.dirname(sys.executable), "graphviz-pure")
-    if os.path.exists(beside):
-        return beside
-    return shutil.which("graphviz-pure")
-
-
-def missing_dot_message() -> str:
-    chosen = os.environ.get(DOT_ENV)
-    if chosen:
-        where = f"{DOT_ENV}={chosen!r} names no executable program"
-    else:
-        where = "no `dot` on PATH and no `graphviz-pure` beside Python"
-    return (
-        f"no Graphviz layout program found ({where}): install Graphviz "
-        "(apt-get install graphviz, brew install graphviz, or https://graphviz.org/download/), "
-        f"or `pip install graphviz-pure`, or set {DOT_ENV} to a `dot` executable"
-    )
-
-
-def layout(source: str, fmt: str, timeout: float = 120) -> bytes:
-    """Run the layout program on DOT ``source``; the drawing in ``fmt`` (svg, png).
-
-    Raises ``GraphvizNotFound`` when there is no layout program, and
-    ``RuntimeError`` when it fails or takes longer than ``timeout`` seconds.
-    """
-    dot = find_dot()
-    if dot is None:
-        raise GraphvizNotFound(missing_dot_message())
-    try:
-        result = subprocess.run(
-            [dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{dot} took longer than {timeout:g} s to lay out the graph") from None
-    except OSError as error:
-        raise GraphvizNotFound(f"cannot run {dot}: {error}; {missing_dot_message()}") from None
-    if result.returncode != 0:
-        message = result.stderr.decode("utf-8", "replace").strip()[:2000]
-        raise RuntimeError(f"{dot} failed (exit status {result.returncode}): {message}")
-    return result.stdout
 
 
 # -- what to draw ---------------------------------------------------------------------
@@ -194,7 +127,7 @@ def build_path_graph(
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()
     for path, name, summary, note in items:
-        _add_path(graph, drawn, path, summary, mask, name=name, note=note)
+        add_path(graph, drawn, path, summary, mask, name=name, note=note)
     if more:
         graph.node("more", _label(_text(f"… and {more:,} more not drawn", 60)), shape="plaintext")
     if not items:
@@ -207,7 +140,7 @@ def _digest(*parts: str) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()[:16]
 
 
-def _add_path(
+def add_path(
     graph: graphviz.Digraph,
     drawn: set[str],
     path: Path,
@@ -298,43 +231,17 @@ def svg_markup(
 # -- writing files -------------------------------------------------------------------------
 
 
-def render_report_graph(
-    report: Report, path: object, format: object = None, *, mask: bool | None = None
-) -> str:
-    """Write the retention graph of ``report`` (or, for ``html``, the whole report) to ``path``.
+def write_graph(report: Report, name: str, fmt: str, *, mask: bool | None = None) -> None:
+    """Write the retention graph of ``report`` to ``name`` as ``svg``, ``png`` or ``dot``.
 
-    Checks everything before writing anything: ``path`` must be a str or
-    path-like naming a file in an existing directory, and the format (given,
-    or the file suffix) one of ``FORMATS``. The file is written whole or not
-    at all. When no Graphviz is found, the DOT source is written beside
-    ``path`` (as ``.dot``) and ``GraphvizNotFound`` says how to get one.
+    The file is written whole or not at all. When no Graphviz is found, the
+    DOT source is written beside ``name`` (as ``.dot``) and
+    ``GraphvizNotFound`` says how to get one.
     """
-    from reftrace.report import target_path, write_atomic
-
-    if format is not None and not isinstance(format, str):
-        raise TypeError(f"render() format must be a str or None, got {type(format).__name__}")
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"render() needs a file path (str or os.PathLike), got {type(path).__name__}"
-        )
-    name = os.fspath(path)
-    if not isinstance(name, str):
-        raise TypeError(f"render() needs a str file path, got {type(name).__name__}")
-    suffix = os.path.splitext(name)[1].lstrip(".")
-    fmt = (format or suffix or "svg").lower()
-    if fmt not in FORMATS:
-        source = "" if format else f" (from the suffix of {name!r})" if suffix else ""
-        raise ValueError(f"unknown format {fmt!r}{source}: use one of {', '.join(FORMATS)}")
-    name = target_path(name, "render()")
-    if fmt == "html":
-        from reftrace.renderers.html import render_report_html
-
-        write_atomic(name, render_report_html(report, mask=mask, page=True).encode("utf-8"))
-        return name
     source = build_graph(report, mask=mask).source
     if fmt == "dot":
         write_atomic(name, source.encode("utf-8"))
-        return name
+        return
     try:
         data = layout(source, fmt)
     except GraphvizNotFound as error:
@@ -342,4 +249,25 @@ def render_report_graph(
         write_atomic(fallback, source.encode("utf-8"))
         raise GraphvizNotFound(f"{error}. The DOT source was written to {fallback}") from None
     write_atomic(name, data)
-    return name
+
+
+__all__ = [
+    "DOT_ENV",
+    "FORMATS",
+    "MAX_DRAWN",
+    "GraphvizNotFound",
+    "Items",
+    "add_path",
+    "build_graph",
+    "build_path_graph",
+    "find_dot",
+    "group_items",
+    "group_summary",
+    "layout",
+    "leak_items",
+    "report_items",
+    "store_note",
+    "survivor_items",
+    "svg_markup",
+    "write_graph",
+]

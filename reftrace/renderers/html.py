@@ -17,17 +17,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from reftrace import views
+from reftrace.files import output_format, target_path, write_atomic
 from reftrace.redact import clean
-from reftrace.renderers.graph import (
-    group_items,
-    leak_items,
-    report_items,
-    survivor_items,
-    svg_markup,
-)
-from reftrace.renderers.text import (
+from reftrace.renderers.common import (
     DETAIL_LIMIT,
     LABEL_LIMIT,
     MAX_ALLOCATIONS,
@@ -39,32 +33,30 @@ from reftrace.renderers.text import (
     REASON_LIMIT,
     SITE_LIMIT,
     TYPE_LIMIT,
+    escape,
+    wrap,
+)
+from reftrace.renderers.graph import (
+    FORMATS,
+    group_items,
+    leak_items,
+    report_items,
+    survivor_items,
+    svg_markup,
+    write_graph,
+)
+from reftrace.renderers.text import (
     gap_text,
-    human_size,
     render_proof,
     render_store,
     root_text,
     shown_steps,
 )
-
-if TYPE_CHECKING:
-    from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
+from reftrace.report import Leak, LeakGroup, Path, Report, SurvivorGroup
+from reftrace.units import human_size
 
 #: More allocation sites are listed in HTML than in text: a table reads easily.
 _HTML_ALLOCATIONS = max(MAX_ALLOCATIONS, 20)
-
-_STYLE = """<style>
-.reftrace{font-family:system-ui,sans-serif;font-size:13px}
-.reftrace table{border-collapse:collapse;margin:4px 0 10px 0}
-.reftrace th,.reftrace td{border:1px solid #ddd;padding:2px 8px;text-align:left;vertical-align:top}
-.reftrace td.code{font-family:ui-monospace,monospace}
-.reftrace tr.suspect td{background:#ffe3e3}
-.reftrace tr.root td,.reftrace tr.gap td{color:#555;font-style:italic}
-.reftrace .new{color:#d9480f;font-weight:600}
-.reftrace .old{color:#666}
-.reftrace .note{color:#555}
-.reftrace .graph svg{max-width:100%;height:auto}
-</style>"""
 
 # Markup an inline drawing must not carry: scripts, foreign content,
 # event handlers and links (Graphviz writes none of these for reftrace's graphs).
@@ -76,13 +68,8 @@ _UNSAFE_SVG = re.compile(
 )
 
 
-def _e(text: str, limit: int, mask: bool | None) -> str:
-    """A user string, cleaned and HTML-escaped (quotes too)."""
-    return html.escape(clean(text, limit, mask), quote=True)
-
-
 def _types(types: Sequence[tuple[str, int]], mask: bool | None) -> str:
-    listed = ", ".join(f"{_e(name, TYPE_LIMIT, mask)} ×{n}" for name, n in types[:MAX_TYPES])
+    listed = ", ".join(f"{escape(name, TYPE_LIMIT, mask)} ×{n}" for name, n in types[:MAX_TYPES])
     if len(types) > MAX_TYPES:
         listed += f", and {len(types) - MAX_TYPES:,} more types"
     return listed
@@ -108,18 +95,19 @@ def trace_table(
             rows.append(f"<tr class='gap'><td></td><td colspan='4'>{gap_text(item[1])}</td></tr>")
             continue
         step = steps[item]
-        detail = _e(step.detail, DETAIL_LIMIT, mask)
+        detail = escape(step.detail, DETAIL_LIMIT, mask)
         if item == last and allocated_at:
-            where = f"allocated at {_e(allocated_at, 120, mask)}"
+            where = f"allocated at {escape(allocated_at, 120, mask)}"
             detail = f"{detail}<br>{where}" if detail else where
-        label = _e(step.label, LABEL_LIMIT, mask)
+        label = escape(step.label, LABEL_LIMIT, mask)
         if step.is_suspect:
             label += f" <strong>← suspect: {html.escape(suspect_note)}</strong>"
-        status = _e(step.status, 12, mask)
+        status = escape(step.status, 12, mask)
         rows.append(
             f"<tr class='{'suspect' if step.is_suspect else 'step'}'><td>{item + 1}</td>"
-            f"<td class='code'>{label}</td><td class='code'>{_e(step.type_name, TYPE_LIMIT, mask)}"
-            f"</td><td class='{status}'>{status}</td><td>{detail}</td></tr>"
+            f"<td class='code'>{label}</td>"
+            f"<td class='code'>{escape(step.type_name, TYPE_LIMIT, mask)}</td>"
+            f"<td class='{status}'>{status}</td><td>{detail}</td></tr>"
         )
     rows.append("</tbody></table>")
     if path.suspect is None and steps:
@@ -127,7 +115,8 @@ def trace_table(
     return "\n".join(rows)
 
 
-def _graph(items: list[tuple[Path, str, str, str]], more: int, mask: bool | None) -> str:
+def graph_block(items: list[tuple[Path, str, str, str]], more: int, mask: bool | None) -> str:
+    """The drawing of ``items`` as inline SVG, or a note saying why it is not shown."""
     if not items:
         return ""
     try:
@@ -148,7 +137,7 @@ def _leak_block(
 ) -> str:
     noun = "instance" if count == 1 else "instances"
     parts = [
-        f"<h4>{_e(leak.type_name, TYPE_LIMIT, mask)} leaked "
+        f"<h4>{escape(leak.type_name, TYPE_LIMIT, mask)} leaked "
         f"({count} {noun}, {human_size(size)} retained)</h4>"
     ]
     if others:
@@ -158,9 +147,9 @@ def _leak_block(
             f"{_types(others, mask)}</p>"
         )
     if leak.path is None:
-        parts.append(f"<p>No path to a root: {_e(leak.reason, REASON_LIMIT, mask)}</p>")
+        parts.append(f"<p>No path to a root: {escape(leak.reason, REASON_LIMIT, mask)}</p>")
         if leak.allocated_at:
-            parts.append(f"<p>Allocated at {_e(leak.allocated_at, 120, mask)}</p>")
+            parts.append(f"<p>Allocated at {escape(leak.allocated_at, 120, mask)}</p>")
     else:
         parts.append(trace_table(leak.path, leak.allocated_at, mask))
     return "\n".join(parts)
@@ -174,7 +163,7 @@ def _group_block(group: LeakGroup, mask: bool | None) -> str:
     lines = render_proof(group.proof) if group.proof else []
     lines += render_store(group.stored_at) if group.stored_at else []
     if lines:
-        text = "<br>".join(_e(line, 400, mask) for line in lines)
+        text = "<br>".join(escape(line, 400, mask) for line in lines)
         block += f"\n<p class='code'>{text}</p>"
     return block
 
@@ -182,21 +171,12 @@ def _group_block(group: LeakGroup, mask: bool | None) -> str:
 def _survivor_row(group: SurvivorGroup, mask: bool | None) -> str:
     return (
         f"<tr><td>{group.count:,}</td><td>{human_size(group.size)}</td>"
-        f"<td class='code'>{_e(group.attachment, 100, mask)}</td>"
+        f"<td class='code'>{escape(group.attachment, 100, mask)}</td>"
         f"<td>{_types(group.top_types, mask)}</td></tr>"
     )
 
 
-def _wrap(body: str, page: bool) -> str:
-    fragment = f"<div class='reftrace'>\n{_STYLE}\n{body}\n</div>"
-    if not page:
-        return fragment
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>reftrace report</title>"
-        f"</head><body>\n{fragment}\n</body></html>\n"
-    )
-
-
+@views.html.register(Report)
 def render_report_html(
     report: Report, *, mask: bool | None = None, graph: bool = True, page: bool = False
 ) -> str:
@@ -241,7 +221,7 @@ def render_report_html(
         for alloc in report.allocations[:_HTML_ALLOCATIONS]:
             out.append(
                 f"<tr><td>{human_size(alloc.size)}</td><td>{alloc.count:,}</td>"
-                f"<td class='code'>{_e(alloc.site, SITE_LIMIT, mask)}</td></tr>"
+                f"<td class='code'>{escape(alloc.site, SITE_LIMIT, mask)}</td></tr>"
             )
         out.append("</tbody></table>")
         if len(report.allocations) > _HTML_ALLOCATIONS:
@@ -249,44 +229,68 @@ def render_report_html(
             out.append(f"<p class='note'>… and {hidden:,} more sites (report.allocations)</p>")
     if graph:
         items, more = report_items(report)
-        drawing = _graph(items, more, mask)
+        drawing = graph_block(items, more, mask)
         if drawing:
             out.append(f"<h4>Retention graph</h4>\n{drawing}")
-    notes = [f"<li>{_e(note, NOTE_LIMIT, mask)}</li>" for note in report.notes[:MAX_NOTES]]
+    notes = [f"<li>{escape(note, NOTE_LIMIT, mask)}</li>" for note in report.notes[:MAX_NOTES]]
     if len(report.notes) > MAX_NOTES:
         notes.append(f"<li>… and {len(report.notes) - MAX_NOTES:,} more notes</li>")
     if notes:
         out.append("<ul class='note'>" + "".join(notes) + "</ul>")
-    return _wrap("\n".join(out), page)
+    return wrap("\n".join(out), page)
 
 
+@views.html.register(Leak)
 def render_leak_html(leak: Leak, *, mask: bool | None = None, graph: bool = True) -> str:
     body = _leak_block(leak, 1, leak.size, mask)
     if graph:
-        body += "\n" + _graph(leak_items(leak), 0, mask)
-    return _wrap(body, False)
+        body += "\n" + graph_block(leak_items(leak), 0, mask)
+    return wrap(body, False)
 
 
+@views.html.register(LeakGroup)
 def render_group_html(group: LeakGroup, *, mask: bool | None = None, graph: bool = True) -> str:
     body = _group_block(group, mask)
     if graph:
-        body += "\n" + _graph(group_items(group), 0, mask)
-    return _wrap(body, False)
+        body += "\n" + graph_block(group_items(group), 0, mask)
+    return wrap(body, False)
 
 
+@views.html.register(SurvivorGroup)
 def render_survivor_html(
     group: SurvivorGroup, *, mask: bool | None = None, graph: bool = True
 ) -> str:
     parts = [
         f"<h4>{group.count:,} new objects ({human_size(group.size)}) held by "
-        f"<code>{_e(group.attachment, 100, mask)}</code></h4>",
+        f"<code>{escape(group.attachment, 100, mask)}</code></h4>",
         f"<p>{_types(group.top_types, mask)}</p>",
     ]
     if group.path is None:
         if group.reason:
-            parts.append(f"<p>{_e(group.reason, REASON_LIMIT, mask)}</p>")
+            parts.append(f"<p>{escape(group.reason, REASON_LIMIT, mask)}</p>")
     else:
         parts.append(trace_table(group.path, None, mask))
         if graph:
-            parts.append(_graph(survivor_items(group), 0, mask))
-    return _wrap("\n".join(parts), False)
+            parts.append(graph_block(survivor_items(group), 0, mask))
+    return wrap("\n".join(parts), False)
+
+
+@views.write.register(Report)
+def write_report(
+    report: Report, path: object, format: object = None, *, mask: bool | None = None
+) -> str:
+    """Write the retention graph of ``report`` (or, for ``html``, the whole report) to ``path``.
+
+    Checks everything before writing anything: ``path`` must be a str or
+    path-like naming a file in an existing directory, and the format (given,
+    or the file suffix) one of ``FORMATS``. The file is written whole or not
+    at all (see :func:`reftrace.renderers.graph.write_graph` for a missing
+    Graphviz).
+    """
+    name = target_path(path, "render()")
+    fmt = output_format(name, format, FORMATS, "render()")
+    if fmt == "html":
+        write_atomic(name, render_report_html(report, mask=mask, page=True).encode("utf-8"))
+    else:
+        write_graph(report, name, fmt, mask=mask)
+    return name

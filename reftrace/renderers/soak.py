@@ -15,36 +15,25 @@ SVG it is escaped after masking, so no markup from the program ever runs.
 from __future__ import annotations
 
 import html
-import os
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-from reftrace.redact import mask
-from reftrace.renderers.text import human_size, render_leak, render_path, render_store
+import graphviz  # type: ignore[import-untyped]
 
-if TYPE_CHECKING:
-    from reftrace.report import Path
-    from reftrace.soak import GrowingContainer, SoakReport
+from reftrace import views
+from reftrace.files import output_format, target_path, write_atomic
+from reftrace.layout import GraphvizNotFound, layout
+from reftrace.redact import clean
+from reftrace.renderers.common import escape
+from reftrace.renderers.graph import add_path
+from reftrace.renderers.text import render_leak, render_path, render_store
+from reftrace.report import Path
+from reftrace.soak import GrowingContainer, SoakReport
+from reftrace.units import duration, human_size, signed_size
 
-_NAME_LIMIT = 70
-
-
-def _clean(text: str, limit: int = _NAME_LIMIT) -> str:
-    """Masked, printable, at most ``limit`` characters."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in mask(str(text)))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _signed_size(size: float) -> str:
-    sign = "-" if size < 0 else "+"
-    return sign + human_size(round(abs(size)))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds * 1000:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
+#: Longest shown form of a container's name or label.
+NAME_WIDTH = 70
 
 
 def _rate(value: float) -> str:
@@ -52,7 +41,7 @@ def _rate(value: float) -> str:
 
 
 def headline(sr: SoakReport) -> str:
-    return f"{sr.verdict} ({sr.confidence} confidence): {_clean(sr.reason, 400)}"
+    return f"{sr.verdict} ({sr.confidence} confidence): {clean(sr.reason, 400)}"
 
 
 def _iterations_text(sr: SoakReport) -> str:
@@ -71,19 +60,19 @@ def _summary(sr: SoakReport) -> str:
         f"allocated blocks {sr.blocks[start]:,} → {sr.blocks[-1]:,}",
     ]
     if sr.malloc:
-        parts.append(f"malloc {_signed_size(sr.malloc[-1] - sr.malloc[start])}")
+        parts.append(f"malloc {signed_size(sr.malloc[-1] - sr.malloc[start])}")
     calls = sr.timings.get("per_iteration_calls", 0.0)
     overhead = sr.timings.get("per_iteration_overhead", 0.0)
     return (
         f"{_iterations_text(sr)}; after warm-up, {', '.join(parts)}; "
-        f"{_duration(calls)} per call, {_duration(overhead)} measuring per iteration"
+        f"{duration(calls)} per call, {duration(overhead)} measuring per iteration"
     )
 
 
 def _types_lines(sr: SoakReport) -> list[str]:
     if not sr.types:
         return []
-    width = max(28, min(_NAME_LIMIT, max(len(_clean(t.name)) for t in sr.types) + 2))
+    width = max(28, min(NAME_WIDTH, max(len(clean(t.name, NAME_WIDTH)) for t in sr.types) + 2))
     lines = [
         "growth per iteration, by type:",
         f"  {'type':<{width}} {'objects':>10} {'bytes':>11}",
@@ -92,10 +81,10 @@ def _types_lines(sr: SoakReport) -> list[str]:
     for row in sr.types:
         mark = "" if row.tracked else " *"
         footnote = footnote or not row.tracked
-        name = _clean(row.name) + mark
+        name = clean(row.name, NAME_WIDTH) + mark
         lines.append(
             f"  {name:<{width}} {_rate(row.per_iteration):>10} "
-            f"{_signed_size(row.bytes_per_iteration):>11}"
+            f"{signed_size(row.bytes_per_iteration):>11}"
         )
     if footnote:
         lines.append(
@@ -109,23 +98,23 @@ def _container_stats(container: GrowingContainer) -> str:
     lengths = container.lengths
     if container.unit == "bytes":
         return (
-            f"{_clean(container.type_name, 30)}: {_signed_size(container.per_iteration)} per "
+            f"{clean(container.type_name, 30)}: {signed_size(container.per_iteration)} per "
             f"iteration ({human_size(lengths[0][1])} after iteration {lengths[0][0]}, "
             f"{human_size(lengths[-1][1])} after {lengths[-1][0]})"
         )
     return (
-        f"{_clean(container.type_name, 30)}: {_rate(container.per_iteration)} items per "
+        f"{clean(container.type_name, 30)}: {_rate(container.per_iteration)} items per "
         f"iteration ({lengths[0][1]:,} items after iteration {lengths[0][0]}, "
         f"{lengths[-1][1]:,} after {lengths[-1][0]})"
     )
 
 
 def _container_head(container: GrowingContainer) -> str:
-    return f"{_clean(container.name, 100)}  {_container_stats(container)}"
+    return f"{clean(container.name, 100)}  {_container_stats(container)}"
 
 
 def _status_line(container: GrowingContainer) -> str:
-    text = _clean(container.describe(), 200)
+    text = clean(container.describe(), 200)
     if container.kept_objects:
         text = (
             f"one call's items keep {container.kept_objects:,} objects, "
@@ -136,12 +125,12 @@ def _status_line(container: GrowingContainer) -> str:
 
 def _container_lines(container: GrowingContainer) -> list[str]:
     lines = [
-        _clean(container.name, 100),
+        clean(container.name, 100),
         "  " + _container_stats(container),
         "  " + _status_line(container),
     ]
     if container.item_types:
-        listed = ", ".join(f"{_clean(name, 40)} ×{n}" for name, n in container.item_types)
+        listed = ", ".join(f"{clean(name, 40)} ×{n}" for name, n in container.item_types)
         lines.append(f"  gained in one more call: {listed}")
     if container.samples and not container.weak:
         leak = container.samples[0]
@@ -154,7 +143,7 @@ def _container_lines(container: GrowingContainer) -> list[str]:
     elif container.path is not None:
         lines.extend("  " + line for line in render_path(container.path))
     else:
-        lines.append(f"  no path from a root: {_clean(container.reason, 200)}")
+        lines.append(f"  no path from a root: {clean(container.reason, 200)}")
     if container.stored_at is not None:
         lines.extend("  " + line for line in render_store(container.stored_at))
     return lines
@@ -178,9 +167,9 @@ def _stopped_lines(sr: SoakReport) -> list[str]:
     lines = ["containers that grew, then stopped:"]
     for container in shown:
         first, last = container.lengths[0], container.lengths[-1]
-        lines.append(f"  {_clean(container.name, 100)}")
+        lines.append(f"  {clean(container.name, 100)}")
         if container.bound is not None:
-            lines.append(f"    {_clean(container.describe(), 200)}")
+            lines.append(f"    {clean(container.describe(), 200)}")
         else:
             lines.append(
                 f"    {first[1]:,} items after iteration {first[0]}, {last[1]:,} after "
@@ -213,10 +202,11 @@ def _projection_lines(sr: SoakReport) -> list[str]:
     return lines
 
 
+@views.text.register(SoakReport)
 def render_soak(sr: SoakReport) -> str:
     out = [headline(sr), _summary(sr)]
     if sr.settle:
-        out.append(f"to settle it: {_clean(sr.settle, 200)}")
+        out.append(f"to settle it: {clean(sr.settle, 200)}")
     type_lines = _types_lines(sr)
     if type_lines:
         out.append("")
@@ -240,7 +230,7 @@ def render_soak(sr: SoakReport) -> str:
             "above, never the holder:"
         )
         for container in weak:
-            out.append(f"  {_clean(container.name, 100)}  {_container_stats(container)}")
+            out.append(f"  {clean(container.name, 100)}  {_container_stats(container)}")
     stopped = _stopped_lines(sr)
     if stopped:
         out.append("")
@@ -250,41 +240,38 @@ def render_soak(sr: SoakReport) -> str:
         out.append("allocated by one more call and still in use after it, by line:")
         for site in sr.sites[:5]:
             out.append(
-                f"  {_signed_size(site.bytes_per_iteration):>11} "
-                f"{site.blocks_per_iteration:>8,.0f} blocks  {_clean(site.site, 90)}"
+                f"  {signed_size(site.bytes_per_iteration):>11} "
+                f"{site.blocks_per_iteration:>8,.0f} blocks  {clean(site.site, 90)}"
             )
     out.append("")
     out.extend(_projection_lines(sr))
     for note in sr.notes:
-        out.append(f"note: {_clean(note, 300)}")
+        out.append(f"note: {clean(note, 300)}")
     return "\n".join(out)
 
 
 # -- HTML ---------------------------------------------------------------------------
 
 
-def _h(text: str, limit: int = _NAME_LIMIT) -> str:
-    return html.escape(_clean(text, limit))
-
-
 def _pre(lines: list[str]) -> str:
     """A ``<pre>`` block of text lines, each masked and escaped."""
-    return "<pre>" + "\n".join(_h(line, 300) for line in lines) + "</pre>"
+    return "<pre>" + "\n".join(escape(line, 300) for line in lines) + "</pre>"
 
 
+@views.html.register(SoakReport)
 def render_soak_html(sr: SoakReport) -> str:
     color = {"leaking": "#c92a2a", "inconclusive": "#e67700"}.get(sr.verdict, "#2b8a3e")
     parts = [
         "<div class='reftrace-soak' style='font-family:sans-serif'>",
-        f"<p style='color:{color};font-weight:bold'>{_h(headline(sr), 600)}</p>",
-        f"<p>{_h(_summary(sr), 300)}</p>",
+        f"<p style='color:{color};font-weight:bold'>{escape(headline(sr), 600)}</p>",
+        f"<p>{escape(_summary(sr), 300)}</p>",
         growth_plot_svg(sr, width=640),
     ]
     if sr.types:
         rows = "".join(
-            f"<tr><td><code>{_h(t.name)}</code>{'' if t.tracked else ' *'}</td>"
+            f"<tr><td><code>{escape(t.name, NAME_WIDTH)}</code>{'' if t.tracked else ' *'}</td>"
             f"<td style='text-align:right'>{html.escape(_rate(t.per_iteration))}</td>"
-            f"<td style='text-align:right'>{html.escape(_signed_size(t.bytes_per_iteration))}"
+            f"<td style='text-align:right'>{html.escape(signed_size(t.bytes_per_iteration))}"
             "</td></tr>"
             for t in sr.types
         )
@@ -302,15 +289,15 @@ def render_soak_html(sr: SoakReport) -> str:
                 trace = _pre(render_path(container.path))
             if container.stored_at is not None:
                 trace += _pre(render_store(container.stored_at))
-            status = f"<br><i>{_h(_status_line(container), 300)}</i>"
+            status = f"<br><i>{escape(_status_line(container), 300)}</i>"
             items.append(
-                f"<li><code>{_h(_container_head(container), 300)}</code>{status}{trace}</li>"
+                f"<li><code>{escape(_container_head(container), 300)}</code>{status}{trace}</li>"
             )
         parts.append("<h4>Growing containers</h4><ul>" + "".join(items) + "</ul>")
     if sr.stopped:
         parts.append(_pre(_stopped_lines(sr)))
     if sr.settle:
-        parts.append(f"<p>to settle it: <code>{_h(sr.settle, 200)}</code></p>")
+        parts.append(f"<p>to settle it: <code>{escape(sr.settle, 200)}</code></p>")
     if sr.leaking:
         rows = "".join(
             f"<tr><td style='text-align:right'>{p.iterations:,}</td>"
@@ -324,7 +311,7 @@ def render_soak_html(sr: SoakReport) -> str:
             f"<th>objects</th><th>memory</th><th>container items</th></tr>{rows}</table>"
         )
     for note in sr.notes:
-        parts.append(f"<p><i>note: {_h(note, 300)}</i></p>")
+        parts.append(f"<p><i>note: {escape(note, 300)}</i></p>")
     parts.append("</div>")
     return "".join(parts)
 
@@ -386,7 +373,7 @@ def growth_plot_svg(sr: SoakReport, width: int = 720) -> str:
     body = [
         f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
         f"viewBox='0 0 {width} {height}' font-family='Helvetica, Arial, sans-serif'>",
-        f"<text x='10' y='18' font-size='13'>{html.escape(_clean(headline(sr), 110))}</text>",
+        f"<text x='10' y='18' font-size='13'>{html.escape(clean(headline(sr), 110))}</text>",
     ]
     body += _panel(sr, sr.objects, "live gc-tracked objects", "objects", 50, width)
     body += _panel(sr, sr.blocks, "allocated blocks (pymalloc)", "blocks", 215, width)
@@ -400,16 +387,16 @@ def _masked(path: Path) -> Path:
     """``path`` with every name from the program masked, for the graph's labels."""
     root = replace(
         path.root,
-        name=_clean(path.root.name, 200),
-        function=_clean(path.root.function, 200),
-        filename=_clean(path.root.filename, 200),
+        name=clean(path.root.name, 200),
+        function=clean(path.root.function, 200),
+        filename=clean(path.root.filename, 200),
     )
     steps = tuple(
         replace(
             step,
-            label=_clean(step.label, 200),
-            type_name=_clean(step.type_name, 100),
-            detail=_clean(step.detail, 200),
+            label=clean(step.label, 200),
+            type_name=clean(step.type_name, 100),
+            detail=clean(step.detail, 200),
         )
         for step in path.steps
     )
@@ -417,11 +404,8 @@ def _masked(path: Path) -> Path:
 
 
 def _graph_svg(sr: SoakReport) -> str | None:
-    """The retention graph of the growing containers, laid out by ``dot``."""
-    import graphviz  # type: ignore[import-untyped]
-
-    from reftrace.renderers.graph import _add_path, find_dot
-
+    """The retention graph of the growing containers, laid out by ``dot``;
+    None when there is nothing to draw or no layout program."""
     items: list[tuple[Path, str]] = []
     for container in sr.containers:
         summary = f"growing: {container.per_iteration:+.1f} items per iteration"
@@ -429,25 +413,19 @@ def _graph_svg(sr: SoakReport) -> str | None:
             items.append((_masked(container.path), summary))
         for leak in container.samples[:1]:
             if leak.path is not None:
-                items.append((_masked(leak.path), f"{_clean(leak.type_name, 30)}, sampled item"))
+                items.append((_masked(leak.path), f"{clean(leak.type_name, 30)}, sampled item"))
     if not items:
-        return None
-    dot = find_dot()
-    if dot is None:
         return None
     graph = graphviz.Digraph("soak", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()
     for path, summary in items:
-        _add_path(graph, drawn, path, summary)
-    result = subprocess.run(
-        [dot, "-Tsvg"], input=graph.source.encode("utf-8"), capture_output=True, timeout=120
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{dot} failed: {result.stderr.decode('utf-8', 'replace').strip()}")
-    svg: str = result.stdout.decode("utf-8", "replace")
-    return svg
+        add_path(graph, drawn, path, summary)
+    try:
+        return layout(graph.source, "svg").decode("utf-8", "replace")
+    except GraphvizNotFound:
+        return None
 
 
 _SVG_START = re.compile(r"<svg\b[^>]*>", re.S)
@@ -472,17 +450,11 @@ def _nested(svg: str, top: float) -> tuple[str, float, float]:
     return head + svg[match.end() :], width, height
 
 
+@views.write.register(SoakReport)
 def render_soak_svg(sr: SoakReport, path: str, format: str | None = None) -> str:
     """Write the growth plot and the containers' retention graph to ``path`` (SVG)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"render() needs a file path, got {type(path).__name__}")
-    path = os.fspath(path)
-    fmt = (format or os.path.splitext(path)[1].lstrip(".") or "svg").lower()
-    if fmt != "svg":
-        raise ValueError(f"a soak report renders to svg only, not {fmt!r}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
+    name = target_path(path, "render()")
+    output_format(name, format, ("svg",), "a soak report's render()")
     width = 720
     plot = growth_plot_svg(sr, width=width)
     inner = plot[plot.index(">") + 1 : plot.rindex("</svg>")]
@@ -510,6 +482,5 @@ def render_soak_svg(sr: SoakReport, path: str, format: str | None = None) -> str
         f"height='{total_height:.0f}' viewBox='0 0 {total_width:.0f} {total_height:.0f}' "
         "font-family='Helvetica, Arial, sans-serif'>" + "".join(parts) + "</svg>\n"
     )
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(document)
-    return path
+    write_atomic(name, document.encode("utf-8"))
+    return name

@@ -12,55 +12,41 @@ and long lists of findings, survivor groups and notes are cut with a count.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from reftrace import views
 from reftrace.redact import clean
-
-if TYPE_CHECKING:
-    from reftrace.report import (
-        Frame,
-        Leak,
-        LeakGroup,
-        Path,
-        Proof,
-        Report,
-        Root,
-        Step,
-        StoreSite,
-        SurvivorGroup,
-    )
+from reftrace.renderers.common import (
+    DETAIL_LIMIT,
+    HEAD,
+    LABEL_LIMIT,
+    MAX_ALLOCATIONS,
+    MAX_FINDINGS,
+    MAX_NOTES,
+    MAX_SURVIVOR_GROUPS,
+    MAX_TYPES,
+    NAME_LIMIT,
+    NOTE_LIMIT,
+    REASON_LIMIT,
+    SITE_LIMIT,
+    TAIL,
+    TYPE_LIMIT,
+)
+from reftrace.report import (
+    Frame,
+    Leak,
+    LeakGroup,
+    Path,
+    Proof,
+    Report,
+    Root,
+    Step,
+    StoreSite,
+    SurvivorGroup,
+)
+from reftrace.units import human_size
 
 _LABEL_WIDTH = 30
 _TYPE_WIDTH = 16
-
-#: A path longer than HEAD + TAIL + 3 steps shows its first HEAD steps, its
-#: last TAIL steps and the suspect reference, with the rest counted.
-HEAD = 6
-TAIL = 6
-#: At most this many findings, survivor groups, allocations and notes are shown.
-MAX_FINDINGS = 20
-MAX_SURVIVOR_GROUPS = 20
-MAX_ALLOCATIONS = 10
-MAX_NOTES = 20
-MAX_TYPES = 5
-
-# Longest shown form of each kind of user string.
-LABEL_LIMIT = 60
-TYPE_LIMIT = 40
-DETAIL_LIMIT = 80
-NAME_LIMIT = 80
-SITE_LIMIT = 90
-REASON_LIMIT = 200
-NOTE_LIMIT = 300
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def _clip(text: str, width: int) -> str:
@@ -144,6 +130,7 @@ def render_path(
     return lines
 
 
+@views.text.register(Leak)
 def render_leak(leak: Leak, count: int = 1, total_size: int | None = None) -> str:
     size = leak.size if total_size is None else total_size
     noun = "instance" if count == 1 else "instances"
@@ -167,6 +154,7 @@ def type_list(types: Sequence[tuple[str, int]], limit: int = MAX_TYPES) -> str:
     return listed
 
 
+@views.text.register(LeakGroup)
 def render_group(group: LeakGroup) -> str:
     """One finding: the leak nearest the suspect reference, with what else leaked there."""
     example = group.example
@@ -237,6 +225,7 @@ def render_store(site: StoreSite) -> list[str]:
     return lines
 
 
+@views.text.register(SurvivorGroup)
 def render_survivor_group(group: SurvivorGroup) -> str:
     head = (
         f"{group.count} new objects ({human_size(group.size)}) held by "
@@ -253,6 +242,7 @@ def more_text(count: int, noun: str, where: str) -> str:
     return f"… and {count:,} more {noun} (all in {where})"
 
 
+@views.text.register(Report)
 def render_report(report: Report) -> str:
     out: list[str] = []
     groups = report.leak_groups
