@@ -472,7 +472,7 @@ def _run_once(item: pytest.Item, nextitem: Any, watch: reftrace.Watch | None) ->
     if watch is None and "reftrace_watch" in getattr(item, "fixturenames", ()):
         warm = reftrace.watch(survivors=False)  # for the fixture; never analysed
         reports = _run_inside(item, nextitem, warm)
-        warm._abandon()
+        warm.abandon()
         return reports
     if watch is not None:
         return _run_inside(item, nextitem, watch)
@@ -819,7 +819,7 @@ def _run_inside(item: pytest.Item, nextitem: Any, watch: reftrace.Watch) -> list
     try:
         return runtestprotocol(item, log=False, nextitem=nextitem)
     except BaseException:
-        watch._abandon()
+        watch.abandon()
         raise
     finally:
         del item.stash[_WATCH]
@@ -911,7 +911,7 @@ def _confirmed(
             # set up for them and not for this one is torn down first.)
             item.session._setupstate.teardown_exact(item)
         except Exception:
-            watch._abandon()
+            watch.abandon()
             return (report, []) if report.leaks else None
         again = _run_inside(item, beside, watch)
         watch.__exit__(None, None, None)
@@ -983,6 +983,7 @@ def _message(
     item: pytest.Item, settings: _Settings, report: Report, survivors: list[SurvivorGroup]
 ) -> str:
     """The failure message: the leak traces, the graph, and what to do if it is by design."""
+    from reftrace import views
     from reftrace.report import Report
 
     shown = Report(
@@ -990,11 +991,9 @@ def _message(
         survivors=survivors,
         tracked=report.tracked,
         collected=report.collected,
-        finding_sizes=report.finding_sizes,
+        findings=report.findings,
     )
-    text = str(shown)
-    if not shown.leaks:  # its first line would say "no leaks"
-        text = text.partition("\n\n")[2]
+    text = views.text(shown, clean_line=False)
     lines = [_headline(item, report, survivors), "", text]
     confirmed = [group for group in survivors if group.reason.startswith("grew again")]
     if confirmed:

@@ -17,6 +17,7 @@ from reftrace.locate import locate  # noqa: E402
 from reftrace.redact import set_masking  # noqa: E402
 from reftrace.report import (  # noqa: E402
     Allocation,
+    Finding,
     Leak,
     LeakGroup,
     Path,
@@ -33,6 +34,7 @@ from reftrace.watch import TrackedStream, Watch, watch  # noqa: E402
 
 __all__ = [
     "Allocation",
+    "Finding",
     "Leak",
     "LeakGroup",
     "Path",

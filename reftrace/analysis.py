@@ -18,14 +18,23 @@ from collections.abc import Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from reftrace import labels
 from reftrace.capture import BlockState
 from reftrace.census import container_length
 from reftrace.heap import HeapView, RootEdge
-from reftrace.objects import describe, referents, safe_sizeof, type_module, type_name
+from reftrace.model import Age, group_leaks
+from reftrace.objects import (
+    describe,
+    referents,
+    safe_sizeof,
+    type_module,
+    type_name,
+    weak_handle,
+)
 from reftrace.paths import DEFAULT_MAX_DEPTH, Found, NotFound, shortest_paths
+from reftrace.proof import Cut, forget_handles, prove
 from reftrace.report import (
     Leak,
     Path,
@@ -34,8 +43,9 @@ from reftrace.report import (
     Root,
     Step,
     SurvivorGroup,
-    weak_handle,
 )
+from reftrace.retention import retained_by_all
+from reftrace.stores import Slot, slots_for
 
 #: Kinds of edge whose exact label varies between siblings (``[3]``, ``['run-7']``).
 _ITEM_KINDS = ("index", "key", "item", "dictkey")
@@ -62,14 +72,21 @@ class _Hidden:
 HIDDEN = _Hidden()
 
 
+#: Where ``reftrace.locate()`` watches for a store: a finding by signature, or
+#: a survivor group by attachment.
+SlotKey = tuple[Literal["leak", "survivor"], str]
+
+
 @dataclass(slots=True)
 class Options:
+    """What ``build_report`` does: path depth, survivor groups (how many), proofs, ``ignore``."""
+
     max_depth: int | None = DEFAULT_MAX_DEPTH
     survivors: bool = True
     max_survivor_groups: int = 50
     prove: bool = False
-    #: keep the places along each finding's path live, for reftrace.locate()
-    locate: bool = False
+    #: filled with the places along each finding's path, for reftrace.locate()
+    store_slots: dict[SlotKey, list[Slot]] | None = None
     ignore: Ignore | None = None
 
 
@@ -82,6 +99,8 @@ def build_report(
     caller: FrameType | None,
     options: Options,
 ) -> Report:
+    """The ``Report`` of a finished block: a shortest root path for each of ``targets`` (the tracked
+    objects still alive), findings (proved with ``options.prove``), survivor groups and notes."""
     t0 = time.perf_counter()
     heap = HeapView(own_ids, exception, caller, state.young_ids)
     # A proof lets go of the watching function's handles in its forked copy.
@@ -117,7 +136,7 @@ def build_report(
         first_leak.setdefault(leak.signature, (leak, key))
     obj = None  # the loop's last target must not stay named here
     finding_sizes = {
-        signature: retained_by_all(objects, state.young_ids, heap)
+        signature: retained_by_all(objects, state.young_ids, limit=_MAX_RETAINED_WALK, own=heap.own)
         for signature, objects in leaked_objects.items()
     }
     t_prove = time.perf_counter()
@@ -127,20 +146,19 @@ def build_report(
             first_leak, results, leaked_objects, targets, heap, state, options, proof_caller
         )
     del leaked_objects, proof_caller
-    slots: dict[str, list[Any]] = {}
-    if options.locate:
+    slots = options.store_slots
+    if slots is not None:
         for signature, (_, key) in first_leak.items():
             result = results[key]
             if isinstance(result, Found):
-                slots[f"leak:{signature}"] = _path_slots(result, heap)
+                slots["leak", signature] = _path_slots(result, heap)
     t2 = time.perf_counter()
 
     survivors: list[SurvivorGroup] = []
     garbage_survivors = 0
     if options.survivors and state.entries:
         known = known_prefixes(results.values())
-        survivor_slots = slots if options.locate else None
-        survivors, garbage_survivors = _survivor_groups(heap, state, options, known, survivor_slots)
+        survivors, garbage_survivors = _survivor_groups(heap, state, options, known, slots)
     t3 = time.perf_counter()
 
     notes = list(state.notes)
@@ -169,10 +187,8 @@ def build_report(
         new_objects=len(state.young),
         notes=notes,
         timings=timings,
-        finding_sizes=finding_sizes,
         handles=handles,
-        proofs=proofs,
-        _slots=slots,
+        findings=group_leaks(leaks, finding_sizes, proofs),
     )
 
 
@@ -196,7 +212,6 @@ def _prove_findings(
     that decides whether the leak dies, and so are the watching function's
     own handles (``out = w.track(...)``), which are not what keeps a leak.
     """
-    from reftrace.proof import forget_handles, prove
 
     def release() -> None:  # runs in the child only
         if caller is not None:
@@ -206,11 +221,7 @@ def _prove_findings(
         leaked_objects.clear()
         targets.clear()
         state.young.clear()
-        heap.nodes.clear()
-        heap.local_values.clear()
-        heap.untracked_holders.clear()
-        heap.release_scan()
-        heap._future_holders = None
+        heap.release()
 
     def remaining_path(objects: list[object]) -> Path | None:
         heap.referrer_cache.clear()
@@ -247,7 +258,6 @@ def _prove_findings(
 def _path_slots(found: Found, heap: HeapView) -> list[Any]:
     """The places where the leak of ``found`` attaches: from the holder of its
     suspect reference down to the leaked object (reftrace.locate watches them)."""
-    from reftrace.locate import slots_for
 
     chain = [heap.nodes[key] for key in found.chain]
     suspect = max(0, _suspect_index([_status(obj, heap.young_ids) for obj in chain]))
@@ -273,7 +283,6 @@ def _cut_expression(path: Path | None) -> str:
 def _cut_of(found: Found, heap: HeapView) -> Any:
     """The suspect reference of ``found`` as live objects (a ``Cut``), or why
     there is none to cut."""
-    from reftrace.proof import Cut
 
     chain = [heap.nodes[key] for key in found.chain]
     suspect = _suspect_index([_status(obj, heap.young_ids) for obj in chain])
@@ -297,7 +306,7 @@ def _cut_of(found: Found, heap: HeapView) -> Any:
 # -- paths as data ------------------------------------------------------------
 
 
-def _status(obj: object, young_ids: AbstractSet[int]) -> str:
+def _status(obj: object, young_ids: AbstractSet[int]) -> Age:
     if id(obj) in young_ids:
         return "new"
     return "old" if gc.is_tracked(obj) else "unknown"
@@ -324,6 +333,7 @@ def _first_step(edge: RootEdge, heap: HeapView, first: object) -> labels.Edge:
 
 
 def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path:
+    """``found``'s chain as a ``Path``: steps labelled as code reads, old or new, suspect marked."""
     objects = [heap.nodes[key] for key in found.chain]
     edges = [_first_step(found.root, heap, objects[0])]
     edges += [labels.edge(parent, child) for parent, child in zip(objects, objects[1:])]
@@ -347,14 +357,14 @@ def make_path(found: Found, heap: HeapView, young_ids: AbstractSet[int]) -> Path
 def _collapse(
     edges: list[labels.Edge],
     objects: list[object],
-    statuses: list[str],
+    statuses: list[Age],
     names: list[tuple[str, str]],
     details: list[str],
-) -> tuple[list[labels.Edge], list[str], list[tuple[str, str]], list[str]]:
+) -> tuple[list[labels.Edge], list[Age], list[tuple[str, str]], list[str]]:
     """Merge hops a person would write as one: ``.__dict__['x']`` is ``.x``, a
     function's ``.__closure__[0].cell_contents`` is ``cell 'name'``."""
     out_e: list[labels.Edge] = []
-    out_s: list[str] = []
+    out_s: list[Age] = []
     out_n: list[tuple[str, str]] = []
     out_d: list[str] = []
     i = 0
@@ -389,7 +399,7 @@ def _collapse(
     return out_e, out_s, out_n, out_d
 
 
-def _suspect_index(statuses: list[str]) -> int:
+def _suspect_index(statuses: list[Age]) -> int:
     """The step entering the first non-old object after the last old one (-1 if none)."""
     previous = "old"  # the root itself existed before the block
     suspect = -1
@@ -434,7 +444,7 @@ def _leak(obj: object, result: Found | NotFound, heap: HeapView, state: BlockSta
         objects=count,
         allocated_at=state.sites.get(id(obj)),
         reason=reason,
-        _ref=weak_handle(obj),
+        handle=weak_handle(obj),
     )
 
 
@@ -444,59 +454,7 @@ def retained(obj: object, young_ids: set[int], heap: HeapView) -> tuple[int, int
     Objects the gc does not track (strings, atomic tuples) count when only
     one reference holds them: they belong to what holds them.
     """
-    return retained_by_all([obj], young_ids, heap)
-
-
-def retained_by_all(objs: list[object], young_ids: set[int], heap: HeapView) -> tuple[int, int]:
-    """What ``objs`` keep together, each object counted once: the new objects
-    they reach, and the strings and other untracked objects that nothing but
-    these holds (a buffer's chunks, also when two lists of the leak share them)."""
-    seen = {id(obj) for obj in objs}
-    size = sum(safe_sizeof(obj) for obj in objs)
-    untracked: dict[int, list[Any]] = {}  # id: [object, references from the set]
-    queue = deque(objs)
-    heap.own.add(id(queue))
-    heap.own.add(id(untracked))
-    while queue and len(seen) < _MAX_RETAINED_WALK:
-        current = queue.popleft()
-        for child in referents(current):
-            key = id(child)
-            if key in seen:
-                continue
-            if key in young_ids:
-                seen.add(key)
-                size += safe_sizeof(child)
-                queue.append(child)
-            elif not gc.is_tracked(child):
-                entry = untracked.get(key)
-                if entry is None:
-                    untracked[key] = [child, 1]
-                else:
-                    entry[1] += 1
-    current = child = None
-    owned = [entry[0] for entry in untracked.values() if owned_by_set(entry)]
-    heap.own.discard(id(queue))
-    heap.own.discard(id(untracked))
-    untracked.clear()
-    return size + sum(map(safe_sizeof, owned)), len(seen) + len(owned)
-
-
-def owned_by_set(entry: list[Any]) -> bool:
-    """``entry`` is ``[object, references to it from a set of objects]``: True when
-    those are all its references (the entry list's own one aside)."""
-    return bool(sys.getrefcount(entry[0]) - _ENTRY_REFCOUNT == entry[1])
-
-
-def _entry_refcount() -> int:
-    entries = {0: ["".join(["reftrace", "-calibration"]), 0]}
-    for entry in entries.values():
-        return sys.getrefcount(entry[0])
-    return 0
-
-
-#: The count of an object that only its entry list holds, read as owned_by_set
-#: reads it (the ways counts are taken differ between versions).
-_ENTRY_REFCOUNT = _entry_refcount()
+    return retained_by_all([obj], young_ids, limit=_MAX_RETAINED_WALK, own=heap.own)
 
 
 def exclusive_children(holder: object) -> list[object]:
@@ -628,7 +586,7 @@ def _survivor_groups(
     state: BlockState,
     options: Options,
     known: dict[int, tuple[Found, int]],
-    slots: dict[str, list[Any]] | None = None,
+    slots: dict[SlotKey, list[Slot]] | None = None,
 ) -> tuple[list[SurvivorGroup], int]:
     young = state.young
     entry_ids = [id(young[i]) for i in state.entries]
@@ -748,11 +706,9 @@ def _survivor_groups(
         edge_label = path.steps[-1].label if path else group_key[1]
         attachment = path.expression if path else f"<{holder_type}>{edge_label}"
         if slots is not None and holder:
-            from reftrace.locate import slots_for
-
             # the holder, and what the group attached there (old on the next call)
             first = heap.nodes[members[0]]
-            slots[f"survivor:{attachment}"] = slots_for(
+            slots["survivor", attachment] = slots_for(
                 [heap.nodes[holder], first], [first, None], [edge_label, ""]
             )
             first = None

@@ -90,6 +90,7 @@ class Bound:
         return f"filling: {length:,} of {self.limit:,}, stops at {self.limit:,} ({self.owner})"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: ``kind``, ``limit`` and ``owner``, unmasked (the soak report masks)."""
         return {"kind": self.kind, "limit": self.limit, "owner": self.owner}
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from reftrace.census import untracked_dicts
 from reftrace.memory import interpreter_frozen
+from reftrace.model import Allocation
 from reftrace.objects import (
     allocation_site,
     is_own,
@@ -33,7 +34,6 @@ from reftrace.objects import (
     referents_of_all,
     short_path,
 )
-from reftrace.report import Allocation
 
 _MAX_EXIT_COLLECTS = 3
 
@@ -41,6 +41,11 @@ _MAX_EXIT_COLLECTS = 3
 #: runs alone may keep the heap frozen: a second one demotes the first to ids.
 _ACTIVE: list[Capture] = []
 _ACTIVE_LOCK = threading.Lock()
+
+
+#: Held while a snapshot is taken or a block analysed: a process runs one at a
+#: time, since each walks (and briefly changes) the whole collector's state.
+ANALYSIS_LOCK = threading.RLock()
 
 
 @dataclass(slots=True)
@@ -89,6 +94,8 @@ class Capture:
         self.timings: dict[str, float] = {}
 
     def start(self) -> None:
+        """On entry: start tracemalloc if asked, collect, and mark every live object old (frozen
+        when no other capture is active and the program froze nothing, else listed by id)."""
         t0 = time.perf_counter()
         # Trace from before the collection: a full collection empties the
         # interpreter's free lists, so every dict or tuple the block makes

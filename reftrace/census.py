@@ -17,7 +17,7 @@ import operator
 import sys
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Iterator, Sequence, Sized
 from itertools import compress, filterfalse, repeat
 from typing import Any, cast
 
@@ -244,20 +244,8 @@ def large_atomics() -> dict[int, int]:
     that is extended): no new object, no new block. The sizes are exact, where
     ``malloc``'s own counters also hold the freed chunks it caches.
     """
-    objects = gc.get_objects()
-    is_atomic = _ATOMIC_TYPES.__contains__
-    is_dict = _DICT_ONLY.__contains__
     sizes: dict[int, int] = {}
-    for start in range(0, len(objects), _CHUNK):
-        refs = referents_of_all(objects[start : start + _CHUNK])
-        # Through the dicts the gc does not track too (on 3.10 an instance's
-        # __dict__ that holds only strings).
-        hidden = list(filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs)))))
-        if hidden:
-            refs += referents_of_all(hidden)
-        del hidden
-        atomics = list(compress(refs, map(is_atomic, map(type, refs))))
-        del refs
+    for atomics in _atomic_referents(gc.get_objects()):
         big = [size > LARGE for size in map(sys.getsizeof, atomics)]
         chosen = list(compress(atomics, big))
         sizes.update(zip(map(id, chosen), map(sys.getsizeof, chosen)))
@@ -265,27 +253,33 @@ def large_atomics() -> dict[int, int]:
             if type(buffer) is bytearray:
                 sizes[id(buffer)] = len(buffer)
         del atomics, big, chosen
-    del objects
     return sizes
 
 
 def find_atomic(key: int) -> object | None:
     """The ``str``, ``bytes`` or ``bytearray`` with this id that a tracked
     object refers to, or None."""
-    objects = gc.get_objects()
+    for atomics in _atomic_referents(gc.get_objects()):
+        for obj in atomics:
+            if id(obj) == key:
+                return obj
+        del atomics
+    return None
+
+
+def _atomic_referents(objects: list[object]) -> Iterator[list[object]]:
+    """The ``str``, ``bytes`` and ``bytearray`` objects that ``objects`` refer to,
+    a chunk of ``objects`` at a time: directly, or through a dict the gc does
+    not track (on 3.10 an instance's ``__dict__`` that holds only strings)."""
     is_atomic = _ATOMIC_TYPES.__contains__
     is_dict = _DICT_ONLY.__contains__
-    try:
-        for start in range(0, len(objects), _CHUNK):
-            refs = referents_of_all(objects[start : start + _CHUNK])
-            hidden = list(filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs)))))
-            if hidden:
-                refs += referents_of_all(hidden)
-            del hidden
-            for obj in compress(refs, map(is_atomic, map(type, refs))):
-                if id(obj) == key:
-                    return obj
-            del refs
-    finally:
-        del objects
-    return None
+    for start in range(0, len(objects), _CHUNK):
+        refs = referents_of_all(objects[start : start + _CHUNK])
+        hidden = list(filterfalse(gc.is_tracked, compress(refs, map(is_dict, map(type, refs)))))
+        if hidden:
+            refs += referents_of_all(hidden)
+        del hidden
+        atomics = list(compress(refs, map(is_atomic, map(type, refs))))
+        del refs
+        yield atomics
+        del atomics

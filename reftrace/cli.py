@@ -32,7 +32,6 @@ Exit status, for use in CI:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import importlib.util
 import inspect
@@ -43,6 +42,9 @@ import traceback
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from reftrace.calls import Lifecycle
+from reftrace.objects import untrackable_reason
 
 #: Exit statuses.
 CLEAN, LEAKING, ERROR, INCONCLUSIVE = 0, 1, 2, 3
@@ -187,27 +189,16 @@ def _run_soak(args: argparse.Namespace) -> int:
     return LEAKING if sr.leaking else CLEAN
 
 
-def _watch_call(w: Any, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop | None) -> None:
+def _watch_call(w: Any, call: Lifecycle) -> None:
     """One call inside the block; no local variable outlives it."""
-    from reftrace.soak import is_awaitable
-
-    result = fn()
-    if is_awaitable(result):
-        if loop is None:
-            raise UsageError("the function returned an awaitable; make it a coroutine function")
-        result = loop.run_until_complete(result)
+    result = call()
     if isinstance(result, types.GeneratorType):
         for _item in w.track_stream(w.track(result)):
             pass
     elif isinstance(result, types.AsyncGeneratorType):
-        if loop is None:
-            loop = asyncio.new_event_loop()
-        loop.run_until_complete(_drain(w.track_stream(w.track(result))))
-    elif result is not None:
-        from reftrace.objects import untrackable_reason
-
-        if untrackable_reason(result) is None:
-            w.track(result)
+        call.run(_drain(w.track_stream(w.track(result))))
+    elif result is not None and untrackable_reason(result) is None:
+        w.track(result)
 
 
 async def _drain(stream: Any) -> None:
@@ -218,18 +209,16 @@ async def _drain(stream: Any) -> None:
 def _run_watch(args: argparse.Namespace) -> int:
     import reftrace
 
-    fn = load_target(args.target)
-    loop = asyncio.new_event_loop() if inspect.iscoroutinefunction(fn) else None
+    call = Lifecycle(load_target(args.target), what="reftrace watch")
     try:
         with reftrace.watch() as w:
-            _watch_call(w, fn, loop)
+            _watch_call(w, call)
     except UsageError:
         raise
     except Exception as exc:
         raise TargetRaised(args.target) from exc
     finally:
-        if loop is not None:
-            loop.close()
+        call.close()
     report = w.report
     print(report)
     _write_outputs(args, report.render, report.to_dict)
@@ -259,14 +248,23 @@ def _run_demo(args: argparse.Namespace) -> int:
 # -- the parser -------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _int_at_least(minimum: int, wanted: str) -> Callable[[str], int]:
+    """An argparse type: an int of at least ``minimum``; ``wanted`` names it in errors."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_non_negative_int = _int_at_least(0, "an integer >= 0")
 
 
 def _positive_float(text: str) -> float:
@@ -279,16 +277,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
-
-
 def _writable(text: str) -> str:
     directory = os.path.dirname(os.path.abspath(text))
     if not os.path.isdir(directory):
@@ -297,6 +285,7 @@ def _writable(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``reftrace`` command line, with its ``soak``, ``watch`` and ``demo`` commands."""
     parser = argparse.ArgumentParser(
         prog="reftrace",
         description="Find memory leaks by following references.",

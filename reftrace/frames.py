@@ -39,6 +39,7 @@ class FrameLocal:
 
     @property
     def label(self) -> str:
+        """``local 'name' in function (file:line)``: the local as a path shows it."""
         return f"local '{self.name}' in {self.function} ({self.filename}:{self.lineno})"
 
 
@@ -114,6 +115,7 @@ _FAST_OK = _FAST.probe()
 
 
 def thread_names() -> dict[int, str]:
+    """The name of every live ``threading`` thread, by its ident."""
     return {t.ident: t.name for t in threading.enumerate() if t.ident is not None}
 
 
@@ -151,6 +153,7 @@ def frame_slots(
 
 
 def frame_function(frame: types.FrameType) -> str:
+    """The qualified name of the function ``frame`` runs (its plain name before 3.11)."""
     code = frame.f_code
     return str(getattr(code, "co_qualname", code.co_name))
 

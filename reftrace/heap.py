@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from itertools import compress, islice
 
 from reftrace import frames as _frames
+from reftrace.model import RootKind
 from reftrace.objects import (
     is_immortal,
     is_own,
@@ -55,13 +56,14 @@ _COVERING_ROUNDS = 4
 class RootEdge:
     """A root holding an object directly: a module global, a frame local, ..."""
 
-    kind: str  # "module" | "frame" | "exception" | "hidden"
+    kind: RootKind
     holder_id: int  # id of the module dict, or 0
     frame_local: _frames.FrameLocal | None = None
     module: str = ""
 
     @property
     def priority(self) -> int:
+        """Which root a path prefers, lowest first: module, frame, exception, hidden."""
         return ("module", "frame", "exception", "hidden").index(self.kind)
 
 
@@ -218,15 +220,18 @@ class HeapView:
         return container, self._container_modules[id(container)]
 
     def made_in_block(self, key: int) -> bool:
+        """True when the object with id ``key`` was made in the block (young, or new untracked)."""
         return key in self.young_ids or key in self.new_untracked
 
     def excluded(self, obj: object) -> bool:
+        """True for what no answer includes: reftrace's own objects, and running frames."""
         key = id(obj)
         return key in self.own or key in self.frame_ids or is_own(obj)
 
     # -- referrers -----------------------------------------------------------
 
     def all_objects(self) -> list[object]:
+        """Every gc-tracked object but reftrace's own, listed on the first call and reused after."""
         if self._all is None:
             # Leave out reftrace's containers alive right now (a batch tuple,
             # say): this list would otherwise keep them, and their contents
@@ -235,6 +240,15 @@ class HeapView:
             self._all = [obj for obj in gc.get_objects() if id(obj) not in own]
             own.add(id(self._all))
         return self._all
+
+    def release(self) -> None:
+        """Let go of every object the view holds (a proof's child does, before
+        the collection that decides whether a leak dies)."""
+        self.nodes.clear()
+        self.local_values.clear()
+        self.untracked_holders.clear()
+        self.release_scan()
+        self._future_holders = None
 
     def release_scan(self) -> None:
         """Drop the list of every object: it refers to everything, so it would be

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from reftrace import frames as _frames
+from reftrace.model import EdgeKind
 from reftrace.objects import (
     FROZENDICT,
     class_dict,
@@ -33,7 +34,10 @@ from reftrace.objects import (
 
 @dataclass(frozen=True)
 class Edge:
-    kind: str
+    """One reference as code reads it: its ``kind`` (``attr``, ``key``, ``index``, ...), the
+    ``label`` shown for it, and the ``code`` that follows it in an expression."""
+
+    kind: EdgeKind
     label: str
     code: str
 
@@ -250,18 +254,10 @@ def _edge(parent: object, child: object) -> Edge | None:
         if found is not None:
             return found
         return _named_attrs(parent, child, ("__mro__", "__bases__", "__base__", "__dict__"))
-    found = _container_edge(parent, child)
-    if found is not None:
-        return found
-    found = _cache_edge(parent, child)
-    if found is not None:
-        return found
-    future = _future_edge(parent, child)
-    if future is not None:
-        return future
-    found = _inline_attr(parent, child)
-    if found is not None:
-        return found
+    for finder in (_container_edge, _cache_edge, _future_edge, _inline_attr):
+        found = finder(parent, child)
+        if found is not None:
+            return found
     namespace = instance_dict(parent)
     if namespace is not None:
         if namespace is child:

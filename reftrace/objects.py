@@ -16,6 +16,7 @@ import os
 import sys
 import tracemalloc
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,7 @@ BROKEN_ASYNCIO_TRAVERSE = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 5)
 
 
 def untraversable(obj: object) -> bool:
+    """True for the ``_asyncio`` module on the CPython versions where traversing it is broken."""
     return BROKEN_ASYNCIO_TRAVERSE and obj is sys.modules.get("_asyncio")
 
 
@@ -214,10 +216,12 @@ def is_own_file(filename: str) -> bool:
 
 
 def is_own_code(code: types.CodeType) -> bool:
+    """True for code from a source file of reftrace itself (the demo agent's excepted)."""
     return is_own_file(code.co_filename)
 
 
 def is_own_module(module: object) -> bool:
+    """True when ``module`` is the name of reftrace or of one of its modules, not the demo's."""
     return isinstance(module, str) and (
         module == "reftrace"
         or (module.startswith("reftrace.") and not module.startswith("reftrace.demo"))
@@ -250,6 +254,7 @@ module_dict: Callable[[object], dict[str, Any]] = vars(types.ModuleType)["__dict
 
 
 def module_name(module: object) -> str:
+    """A module's ``__name__``, read from its dict; ``"?"`` when there is none."""
     try:
         return str(module_dict(module).get("__name__", "?"))
     except Exception:
@@ -257,6 +262,7 @@ def module_name(module: object) -> str:
 
 
 def code_location(code: types.CodeType, lineno: int | None = None) -> str:
+    """``file:line`` of ``code`` at ``lineno``, else its first line (file as in ``short_path``)."""
     return f"{short_path(code.co_filename)}:{lineno if lineno is not None else code.co_firstlineno}"
 
 
@@ -356,3 +362,11 @@ def describe(obj: object) -> str:
     except Exception:
         return ""
     return ""
+
+
+def weak_handle(obj: object) -> Callable[[], Any] | None:
+    """A weak reference to ``obj``, or None when it cannot be weakly referenced."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return None

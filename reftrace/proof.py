@@ -36,8 +36,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from reftrace.objects import FROZENDICT, referents, safe_sizeof, type_name
-from reftrace.report import Path, Proof, _Reader
+from reftrace.objects import FROZENDICT, type_name
+from reftrace.report import Path, Proof, read_proof
+from reftrace.retention import retained_by_id
 
 #: Seconds a child may take before it is killed and the proof is unavailable.
 DEFAULT_TIMEOUT = 60.0
@@ -235,7 +236,7 @@ def prove(
         os.close(read_end)
         os.waitpid(pid, 0)
     try:
-        result = _Reader("<proof process>").proof(json.loads(b"".join(chunks)), "proof")
+        result = read_proof(json.loads(b"".join(chunks)), "<proof process>")
     except ValueError:  # no answer, or not a proof (ReportFormatError is one)
         return Proof("unavailable", cut, "the proof process ended without an answer")
     result.seconds = time.perf_counter() - t0
@@ -291,35 +292,7 @@ def _candidates(
     targets: list[object], young_ids: set[int] | frozenset[int]
 ) -> tuple[dict[int, tuple[int, int, str]], list[int]]:
     """What could die with the leak: the leaked objects and the new objects
-    they reach, by id: bytes, objects and type name, measured now. The strings
-    and other untracked objects that only these hold (a buffer's chunks, even
-    when two lists of the leak share them) count with the first that holds them.
-    """
-    from reftrace.analysis import owned_by_set
-
-    sizes: dict[int, list[Any]] = {
-        id(obj): [safe_sizeof(obj), 1, type_name(obj)] for obj in targets
-    }
-    untracked: dict[int, list[Any]] = {}  # id: [object, references from candidates, holder id]
-    queue = collections.deque(targets)
-    while queue:
-        current = queue.popleft()
-        for child in referents(current):
-            key = id(child)
-            if not gc.is_tracked(child):
-                entry = untracked.get(key)
-                if entry is None:
-                    untracked[key] = [child, 1, id(current)]
-                else:
-                    entry[1] += 1
-            elif key in young_ids and key not in sizes:
-                sizes[key] = [safe_sizeof(child), 1, type_name(child)]
-                queue.append(child)
-    current = child = None
-    for entry in untracked.values():
-        if owned_by_set(entry):
-            holder = sizes[entry[2]]
-            holder[0] += safe_sizeof(entry[0])
-            holder[1] += 1
-    untracked.clear()
+    they reach, by id: bytes, objects and type name, measured now (see
+    :mod:`reftrace.retention`)."""
+    sizes = retained_by_id(targets, young_ids, names=True)
     return {key: (v[0], v[1], v[2]) for key, v in sizes.items()}, [id(obj) for obj in targets]

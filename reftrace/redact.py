@@ -147,6 +147,7 @@ def set_masking(enabled: bool = True, *, extra: Iterable[str] = ()) -> None:
 
 
 def masking_enabled() -> bool:
+    """Whether secret masking is on for the process (see ``set_masking``)."""
     return _settings.enabled
 
 

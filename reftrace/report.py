@@ -1,24 +1,42 @@
-"""The report: plain data describing what a watched block left behind.
+"""The report of a watched block, and its JSON: written, and read back checked.
 
-Everything here is a description (types, labels, sizes, sites). A report keeps
-no strong reference to any object of the watched program: a leaked object is
-handed out only through a weak reference (``Leak.object``), so building or
-keeping a report never makes a leak permanent. Renderers read these classes
-and nothing else.
+A ``Report`` is plain data made of the parts in :mod:`reftrace.model`: it
+keeps no strong reference to any object of the watched program. Renderers
+read it and nothing else. ``save``/``to_json`` write it; :func:`load` and
+:func:`loads` read it back, checking every field (never unpickling), and
+name the field that is wrong.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args
 
 from reftrace import views
 from reftrace.files import atomic_file, path_argument, target_path
-from reftrace.redact import JSON_LIMIT, bound, masking_enabled
+from reftrace.model import (
+    Age,
+    Allocation,
+    EdgeKind,
+    Finding,
+    Frame,
+    Leak,
+    LeakGroup,
+    Path,
+    Proof,
+    ProofStatus,
+    Root,
+    RootKind,
+    Step,
+    StoreSite,
+    SurvivorGroup,
+    group_leaks,
+    json_text,
+    resolve_mask,
+)
 
 #: The ``"format"`` field of a saved report, and the version this code writes and reads.
 FORMAT_NAME = "reftrace-report"
@@ -41,398 +59,8 @@ class ReportFormatError(ValueError):
         super().__init__(f"{source}: not a valid reftrace report: {where}{problem}")
 
 
-def _masking(mask: bool | None) -> bool:
-    if mask is None:
-        return masking_enabled()
-    if not isinstance(mask, bool):
-        raise TypeError(f"mask must be a bool or None, got {type(mask).__name__}")
-    return mask
-
-
-def _j(text: str, mask: bool) -> str:
-    """A user string as JSON keeps it: masked (when ``mask``) and bounded."""
-    return bound(text, JSON_LIMIT, mask)
-
-
-@dataclass(frozen=True)
-class Root:
-    """What keeps the start of a path alive.
-
-    ``kind`` is one of:
-
-    - ``"module"``: a global of an imported module (``name`` is the module).
-    - ``"frame"``: a local variable of a function running in some thread
-      (``name`` is the thread; ``function``, ``filename``, ``lineno`` say where).
-    - ``"exception"``: the exception propagating out of the watched block.
-    - ``"hidden"``: a reference the garbage collector cannot see: one held by C
-      code, by an object frozen with ``gc.freeze()``, or by a container the gc
-      does not track. Python offers no way to name such a holder; the path
-      starts at the object it holds.
-    """
-
-    kind: str
-    name: str
-    function: str = ""
-    filename: str = ""
-    lineno: int = 0
-
-    def describe(self) -> str:
-        if self.kind == "module":
-            return f"module {self.name}"
-        if self.kind == "frame":
-            return f"thread {self.name}, {self.function} ({self.filename}:{self.lineno})"
-        if self.kind == "exception":
-            return "the exception propagating out of the watched block"
-        return "a reference the gc cannot see (C code, a frozen or untracked container)"
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "kind": _j(self.kind, m),
-            "name": _j(self.name, m),
-            "function": _j(self.function, m),
-            "filename": _j(self.filename, m),
-            "lineno": self.lineno,
-        }
-
-
-@dataclass(frozen=True)
-class Step:
-    """One reference on a path: the edge ``label`` and the object it reaches.
-
-    ``kind`` says what sort of reference it is (``global``, ``local``, ``attr``,
-    ``key``, ``index``, ``item``, ``dictkey``, ``cell``, ``self``, ``func``,
-    ``slot``, ``frame``, ``referent``), so renderers and programs can match on
-    it. ``code`` is the same edge written as a Python expression fragment
-    (``.events``, ``['chunk']``, ``.__closure__[0].cell_contents``).
-    ``status`` is ``"old"`` (alive before the block), ``"new"`` (created in it)
-    or ``"unknown"`` (an object the gc does not track, whose age cannot be told).
-    ``module`` is the ``__module__`` of the object's type (``"builtins"`` for
-    ``dict``), which tells a program's ``Config`` from a library's.
-    """
-
-    label: str
-    kind: str
-    code: str
-    type_name: str
-    status: str
-    is_suspect: bool = False
-    detail: str = ""
-    module: str = ""
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "label": _j(self.label, m),
-            "kind": _j(self.kind, m),
-            "code": _j(self.code, m),
-            "type": _j(self.type_name, m),
-            "status": _j(self.status, m),
-            "suspect": self.is_suspect,
-            "detail": _j(self.detail, m),
-            "module": _j(self.module, m),
-        }
-
-
-@dataclass(frozen=True)
-class Path:
-    """The shortest chain of strong references from a root to an object."""
-
-    root: Root
-    steps: tuple[Step, ...]
-
-    @property
-    def expression(self) -> str:
-        """The path as one Python expression, e.g. ``AGENT.events._listeners['chunk'][3]``."""
-        return "".join(step.code for step in self.steps)
-
-    @property
-    def labels(self) -> list[str]:
-        return [step.label for step in self.steps]
-
-    @property
-    def suspect(self) -> Step | None:
-        for step in self.steps:
-            if step.is_suspect:
-                return step
-        return None
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        """JSON-ready; every step is kept, each string masked and bounded.
-
-        ``expression`` is derived: the ``code`` of the steps, as written here.
-        """
-        m = _masking(mask)
-        steps = [step.to_dict(mask=m) for step in self.steps]
-        return {
-            "root": self.root.to_dict(mask=m),
-            "expression": "".join(step["code"] for step in steps),
-            "steps": steps,
-        }
-
-
 @dataclass
-class Leak:
-    """A tracked object that is still alive after the block.
-
-    ``path`` is None when no root could be found; ``reason`` then says why.
-    ``size`` and ``objects`` count what the leak keeps: the object plus the
-    objects created in the block that are reachable from it.
-    """
-
-    type_name: str
-    path: Path | None
-    signature: str
-    size: int
-    objects: int
-    allocated_at: str | None = None
-    reason: str = ""
-    _ref: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def suspect(self) -> Step | None:
-        """The reference created inside the block that attaches the leak to old objects."""
-        return self.path.suspect if self.path else None
-
-    @property
-    def object(self) -> Any:
-        """The leaked object if it is still alive and weakly referenceable, else None."""
-        return self._ref() if self._ref is not None else None
-
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return views.html(self)
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "type": _j(self.type_name, m),
-            "signature": _j(self.signature, m),
-            "size": self.size,
-            "objects": self.objects,
-            "allocated_at": None if self.allocated_at is None else _j(self.allocated_at, m),
-            "reason": _j(self.reason, m),
-            "path": self.path.to_dict(mask=m) if self.path else None,
-        }
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One frame of a call stack: where, in which function, and the line's code."""
-
-    filename: str
-    lineno: int
-    function: str
-    code: str = ""
-
-    @property
-    def where(self) -> str:
-        return f"{self.filename}:{self.lineno}"
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "filename": _j(self.filename, m),
-            "lineno": self.lineno,
-            "function": _j(self.function, m),
-            "code": _j(self.code, m),
-        }
-
-
-@dataclass(frozen=True)
-class StoreSite:
-    """The line that stored a retaining reference, with the calls that led to it.
-
-    ``frames`` go from the store outwards (``frames[0]`` ran the ``append``,
-    the ``d[key] = ...``, the ``self.x = ...``). ``user`` is the index of the
-    first frame in the program's own code (not the standard library, not an
-    installed package): for a listener registered through a library call,
-    the line that called the library.
-    """
-
-    frames: tuple[Frame, ...]
-    user: int = 0
-
-    @property
-    def line(self) -> Frame:
-        """The frame to name: the program's own line that stored (or called the store)."""
-        return self.frames[self.user]
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {"frames": [frame.to_dict(mask=m) for frame in self.frames], "user": self.user}
-
-
-@dataclass
-class Proof:
-    """The suspect reference of a finding, tested by cutting it in a forked copy.
-
-    ``status`` is ``"confirmed"`` (the leaked objects died once ``cut`` was
-    removed), ``"not sufficient"`` (some lived on: ``remaining`` is the path
-    that still holds one) or ``"unavailable"`` (the proof could not run here;
-    ``reason`` says why, and the suspect is the heuristic one). ``freed_*``
-    count what died with them: objects, bytes (their own sizes), and the
-    leaked objects by type.
-    """
-
-    status: str
-    cut: str
-    reason: str = ""
-    freed_objects: int = 0
-    freed_bytes: int = 0
-    freed_leaks: int = 0
-    leaks: int = 0
-    freed_types: list[tuple[str, int]] = field(default_factory=list)
-    remaining: Path | None = None
-    seconds: float = 0.0
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "status": _j(self.status, m),
-            "cut": _j(self.cut, m),
-            "reason": _j(self.reason, m),
-            "freed_objects": self.freed_objects,
-            "freed_bytes": self.freed_bytes,
-            "freed_leaks": self.freed_leaks,
-            "leaks": self.leaks,
-            "freed_types": [[_j(name, m), n] for name, n in self.freed_types],
-            "remaining": self.remaining.to_dict(mask=m) if self.remaining else None,
-            "seconds": self.seconds,
-        }
-
-
-@dataclass
-class LeakGroup:
-    """Leaks that share a signature (the same suspect reference): one finding."""
-
-    signature: str
-    leaks: list[Leak]
-    #: bytes the group keeps, shared objects counted once (0: not measured)
-    retained: int = 0
-    #: the suspect reference tested by cutting it (``watch(prove=True)``)
-    proof: Proof | None = None
-    #: the line that stored the retaining reference (``reftrace.locate()``)
-    stored_at: StoreSite | None = None
-
-    @property
-    def count(self) -> int:
-        return len(self.leaks)
-
-    @property
-    def size(self) -> int:
-        return self.retained or sum(leak.size for leak in self.leaks)
-
-    @property
-    def example(self) -> Leak:
-        """The leak nearest the suspect reference (the output, not its chunks)."""
-        return min(self.leaks, key=lambda leak: len(leak.path.steps) if leak.path else 0)
-
-    @property
-    def types(self) -> list[tuple[str, int]]:
-        """Leaked types and their counts, most common first."""
-        counts: dict[str, int] = {}
-        for leak in self.leaks:
-            counts[leak.type_name] = counts.get(leak.type_name, 0) + 1
-        return sorted(counts.items(), key=lambda item: -item[1])
-
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return views.html(self)
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "signature": _j(self.signature, m),
-            "count": self.count,
-            "size": self.size,
-            "types": [[_j(name, m), n] for name, n in self.types],
-            "proof": self.proof.to_dict(mask=m) if self.proof else None,
-            "stored_at": self.stored_at.to_dict(mask=m) if self.stored_at else None,
-        }
-
-
-@dataclass
-class SurvivorGroup:
-    """New objects still alive after the block, attached to the old heap at one place.
-
-    ``holder_type`` and ``edge`` name where: the old object and the reference
-    from it (``[*]`` when the block added several items to one container).
-    ``path`` leads from a root to the new objects through that reference.
-    ``holder_length`` is the holder's length when the report was made, where
-    it is a ``dict``, ``list``, ``set`` or ``deque`` (a module's globals
-    count as a dict): run the block again and compare, to tell a container
-    that keeps growing from an entry replaced. ``holder_id`` is the holder's
-    ``id()`` then (0 for a root) and ``entry_ids`` those of the new objects it
-    refers to: meaningful only while those objects live, and never saved.
-    """
-
-    attachment: str
-    holder_type: str
-    edge: str
-    path: Path | None
-    count: int
-    size: int
-    top_types: list[tuple[str, int]]
-    reason: str = ""
-    #: the line that stored the reference from the old holder (``reftrace.locate()``)
-    stored_at: StoreSite | None = None
-    holder_length: int | None = None
-    holder_id: int = field(default=0, compare=False)
-    #: ids of the new objects the holder refers to (as ``holder_id``: never saved)
-    entry_ids: tuple[int, ...] = field(default=(), compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return views.html(self)
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "attachment": _j(self.attachment, m),
-            "holder_type": _j(self.holder_type, m),
-            "edge": _j(self.edge, m),
-            "count": self.count,
-            "size": self.size,
-            "top_types": [[_j(name, m), n] for name, n in self.top_types],
-            "reason": _j(self.reason, m),
-            "path": self.path.to_dict(mask=m) if self.path else None,
-            "stored_at": self.stored_at.to_dict(mask=m) if self.stored_at else None,
-            "holder_length": self.holder_length,
-        }
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """Memory allocated in the block and still in use, by source line.
-
-    ``traceback`` lists ``file:line`` from the allocating line outwards (as
-    many frames as ``watch(frames=N)`` asked tracemalloc to keep).
-    """
-
-    site: str
-    size: int
-    count: int
-    traceback: tuple[str, ...] = ()
-
-    def to_dict(self, *, mask: bool | None = None) -> dict[str, Any]:
-        m = _masking(mask)
-        return {
-            "site": _j(self.site, m),
-            "size": self.size,
-            "count": self.count,
-            "traceback": [_j(frame, m) for frame in self.traceback],
-        }
-
-
-@dataclass
-class Report:
+class Report(views.Shown):
     """What a watched block left behind: leaks, survivors and allocations."""
 
     leaks: list[Leak] = field(default_factory=list)
@@ -443,41 +71,48 @@ class Report:
     new_objects: int = 0
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
-    #: bytes and objects each finding keeps, its leaks' shared objects counted once
-    finding_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: tracked objects held only by the watching function's own locals
     handles: int = 0
-    #: the proof of each finding's suspect reference, by signature
-    proofs: dict[str, Proof] = field(default_factory=dict)
-    #: where each finding's reference was stored (``reftrace.locate()``), by signature
-    stores: dict[str, StoreSite] = field(default_factory=dict)
-    #: places to watch for stores, by signature or survivor attachment: live
-    #: objects, kept only between the two calls of ``reftrace.locate()``
-    _slots: dict[str, list[Any]] = field(default_factory=dict, repr=False, compare=False)
+    #: the leaks grouped by signature (one per suspect reference), largest
+    #: first; made from ``leaks`` when not given
+    findings: list[Finding] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.leaks and not self.findings:
+            self.findings = group_leaks(self.leaks)
 
     @property
-    def leak_groups(self) -> list[LeakGroup]:
-        """Leaks grouped by signature (one per suspect reference), largest first."""
-        groups: dict[str, LeakGroup] = {}
-        for leak in self.leaks:
-            group = groups.setdefault(leak.signature, LeakGroup(leak.signature, []))
-            group.leaks.append(leak)
-        for signature, group in groups.items():
-            if signature in self.finding_sizes:
-                group.retained = self.finding_sizes[signature][0]
-            group.proof = self.proofs.get(signature)
-            group.stored_at = self.stores.get(signature)
-        return sorted(groups.values(), key=lambda g: (-g.size, -g.count))
+    def leak_groups(self) -> list[Finding]:
+        """The findings: leaks grouped by signature, largest first."""
+        return self.findings
+
+    def finding(self, signature: str) -> Finding | None:
+        """The finding with this signature, or None."""
+        return next((f for f in self.findings if f.signature == signature), None)
+
+    @property
+    def finding_sizes(self) -> dict[str, tuple[int, int]]:
+        """Bytes and objects each finding keeps, by signature (those measured)."""
+        return {
+            f.signature: (f.retained, f.retained_objects)
+            for f in self.findings
+            if f.retained_objects
+        }
+
+    @property
+    def proofs(self) -> dict[str, Proof]:
+        """The proof of each proved finding's suspect reference, by signature."""
+        return {f.signature: f.proof for f in self.findings if f.proof is not None}
+
+    @property
+    def stores(self) -> dict[str, StoreSite]:
+        """Where each located finding's reference was stored, by signature."""
+        return {f.signature: f.stored_at for f in self.findings if f.stored_at is not None}
 
     @property
     def survivor_count(self) -> int:
+        """How many new objects outlived the block, in all survivor groups."""
         return sum(group.count for group in self.survivors)
-
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return views.html(self)
 
     def to_html(self, *, mask: bool | None = None, graph: bool = True) -> str:
         """The report as an HTML fragment: traces as tables, the graph as inline SVG."""
@@ -498,7 +133,7 @@ class Report:
         """
         return {
             key: list(value) if isinstance(value, Iterator) else value
-            for key, value in self._fields(_masking(mask))
+            for key, value in self._fields(resolve_mask(mask))
         }
 
     def _fields(self, m: bool) -> list[tuple[str, object]]:
@@ -515,22 +150,28 @@ class Report:
             ("tracked", self.tracked),
             ("collected", self.collected),
             ("new_objects", self.new_objects),
-            ("notes", [_j(note, m) for note in self.notes]),
-            ("timings", {_j(name, m): value for name, value in self.timings.items()}),
+            ("notes", [json_text(note, m) for note in self.notes]),
+            ("timings", {json_text(name, m): value for name, value in self.timings.items()}),
             (
                 "finding_sizes",
                 {
-                    _j(signature, m): [size, objects]
+                    json_text(signature, m): [size, objects]
                     for signature, (size, objects) in self.finding_sizes.items()
                 },
             ),
             (
                 "proofs",
-                {_j(signature, m): p.to_dict(mask=m) for signature, p in self.proofs.items()},
+                {
+                    json_text(signature, m): p.to_dict(mask=m)
+                    for signature, p in self.proofs.items()
+                },
             ),
             (
                 "stores",
-                {_j(signature, m): s.to_dict(mask=m) for signature, s in self.stores.items()},
+                {
+                    json_text(signature, m): s.to_dict(mask=m)
+                    for signature, s in self.stores.items()
+                },
             ),
         ]
 
@@ -552,7 +193,7 @@ class Report:
         beside ``path``, then renamed over it. ``reftrace.load`` reads it back.
         """
         name = target_path(path, "save()")
-        fields = self._fields(_masking(mask))
+        fields = self._fields(resolve_mask(mask))
         with atomic_file(name) as handle:
             for i, (key, value) in enumerate(fields):
                 chunk = ("{\n" if i == 0 else ",\n") + json.dumps(key) + ": "
@@ -642,7 +283,10 @@ def loads(text: str | bytes, *, source: str = "<string>") -> Report:
 
 # -- reading saved reports ------------------------------------------------------------
 
-_STATUSES = ("old", "new", "unknown")
+
+def read_proof(data: object, source: str) -> Proof:
+    """A proof from its ``to_dict()`` data; ``ReportFormatError`` naming ``source``."""
+    return _Reader(source).proof(data, "proof")
 
 
 def _type_of(value: object) -> str:
@@ -680,6 +324,14 @@ class _Reader:
         value = self.get(data, key, where)
         if not isinstance(value, str):
             self.fail(_at(where, key), f"expected str, got {_type_of(value)}")
+        return value
+
+    def choice(self, data: dict[str, Any], key: str, where: str, kind: Any) -> Any:
+        """A str that must be one of the values of the ``Literal`` type ``kind``."""
+        value = self.str_(data, key, where)
+        allowed = get_args(kind)
+        if value not in allowed:
+            self.fail(_at(where, key), f"expected one of {', '.join(allowed)}, got {value!r:.80}")
         return value
 
     def opt_str(self, data: dict[str, Any], key: str, where: str) -> str | None:
@@ -726,7 +378,7 @@ class _Reader:
     def root(self, value: object, where: str) -> Root:
         data = self.obj(value, where)
         return Root(
-            kind=self.str_(data, "kind", where),
+            kind=self.choice(data, "kind", where, RootKind),
             name=self.str_(data, "name", where),
             function=self.str_(data, "function", where),
             filename=self.str_(data, "filename", where),
@@ -735,14 +387,10 @@ class _Reader:
 
     def step(self, value: object, where: str) -> Step:
         data = self.obj(value, where)
-        status = self.str_(data, "status", where)
-        if status not in _STATUSES:
-            self.fail(
-                _at(where, "status"), f"expected one of {', '.join(_STATUSES)}, got {status!r}"
-            )
+        status = self.choice(data, "status", where, Age)
         return Step(
             label=self.str_(data, "label", where),
-            kind=self.str_(data, "kind", where),
+            kind=self.choice(data, "kind", where, EdgeKind),
             code=self.str_(data, "code", where),
             type_name=self.str_(data, "type", where),
             status=status,
@@ -778,7 +426,7 @@ class _Reader:
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             self.fail(_at(where, "seconds"), f"expected a number, got {_type_of(seconds)}")
         return Proof(
-            status=self.str_(data, "status", where),
+            status=self.choice(data, "status", where, ProofStatus),
             cut=self.str_(data, "cut", where),
             reason=self.str_(data, "reason", where),
             freed_objects=self.int_(data, "freed_objects", where),
@@ -896,8 +544,9 @@ class _Reader:
         leaks = self.list_(data, "leaks", "")
         survivors = self.list_(data, "survivors", "")
         allocations = self.list_(data, "allocations", "")
+        read_leaks = [self.leak(leak, f"leaks[{i}]") for i, leak in enumerate(leaks)]
         return Report(
-            leaks=[self.leak(leak, f"leaks[{i}]") for i, leak in enumerate(leaks)],
+            leaks=read_leaks,
             survivors=[self.survivor(s, f"survivors[{i}]") for i, s in enumerate(survivors)],
             allocations=[
                 self.allocation(a, f"allocations[{i}]") for i, a in enumerate(allocations)
@@ -907,10 +556,8 @@ class _Reader:
             new_objects=self.int_(data, "new_objects", ""),
             notes=list(notes),
             timings=timings,
-            finding_sizes=finding_sizes,
-            proofs=proofs,
-            stores=stores,
             handles=self.int_(data, "handles", ""),
+            findings=group_leaks(read_leaks, finding_sizes, proofs, stores),
         )
 
 
@@ -924,9 +571,23 @@ def _html_safe(text: str) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def weak_handle(obj: object) -> Callable[[], Any] | None:
-    """A weak reference to ``obj``, or None when it cannot be weakly referenced."""
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return None
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Allocation",
+    "Finding",
+    "Frame",
+    "Leak",
+    "LeakGroup",
+    "Path",
+    "Proof",
+    "Report",
+    "ReportFormatError",
+    "Root",
+    "Step",
+    "StoreSite",
+    "SurvivorGroup",
+    "load",
+    "loads",
+    "read_proof",
+]

@@ -58,9 +58,11 @@ from typing import Any, NamedTuple, SupportsIndex, overload
 
 from reftrace import labels, views
 from reftrace.analysis import make_path
+from reftrace.capture import ANALYSIS_LOCK
 from reftrace.census import count_types, display_type, type_key
 from reftrace.heap import HeapView
 from reftrace.memory import interpreter_frozen
+from reftrace.model import EdgeKind
 from reftrace.objects import (
     BUILTIN_DESCRIPTORS,
     class_attribute,
@@ -76,7 +78,6 @@ from reftrace.redact import clean
 from reftrace.report import Path
 from reftrace.tools import asizeof, show_backrefs, to_guppy, to_pympler
 from reftrace.units import human_size, signed_size
-from reftrace.watch import _ANALYSIS_LOCK
 
 #: Rows ``str()`` shows: the largest types of a snapshot, the most grown of a diff.
 SHOWN_ROWS = 20
@@ -143,10 +144,12 @@ class TypeChange:
 
     @property
     def count_after(self) -> int:
+        """The type's object count in the later snapshot."""
         return self.count_before + self.count
 
     @property
     def size_after(self) -> int:
+        """The type's total shallow size in the later snapshot."""
         return self.size_before + self.size
 
     def __iter__(self) -> Iterator[Any]:
@@ -163,7 +166,7 @@ class Referrer(NamedTuple):
     """
 
     label: str
-    kind: str
+    kind: EdgeKind
     holder: Any
 
     def __repr__(self) -> str:
@@ -173,7 +176,7 @@ class Referrer(NamedTuple):
         return f"Referrer(label={self.label!r}, kind={self.kind!r}, holder={holder})"
 
 
-class ObjectPath:
+class ObjectPath(views.Shown):
     """The answer of ``path()``: the shortest chain of references from a root
     to an object, or why there is none.
 
@@ -202,12 +205,6 @@ class ObjectPath:
         if self.path is None:
             return f"<ObjectPath to {clean(self.type_name, _REPR_LIMIT)}: none>"
         return f"<ObjectPath to {clean(self.type_name, _REPR_LIMIT)}: {len(self.path.steps)} steps>"
-
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
 
     def to_html(self, *, mask: bool | None = None, graph: bool = True) -> str:
         """The path as an HTML table, with its drawing inline (SVG) when ``graph``."""
@@ -279,7 +276,7 @@ class ObjectList(list[Any]):
         return show_backrefs(self, filename, max_depth=max_depth, **options)
 
 
-class Snapshot:
+class Snapshot(views.Shown):
     """Live gc-tracked objects counted by type, right after full collections.
 
     Made by :func:`snapshot`. It keeps counts, sizes and addresses, never
@@ -403,18 +400,12 @@ class Snapshot:
             f"{len(self._counts):,} types>"
         )
 
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
     def to_html(self, *, mask: bool | None = None) -> str:
         """The largest types as an HTML table; every name masked and escaped."""
         return views.html(self, mask=mask)
 
 
-class SnapshotDiff:
+class SnapshotDiff(views.Shown):
     """What changed between two snapshots, type by type: ``later - earlier``.
 
     ``changes`` lists every type whose count or size changed, the most grown
@@ -442,14 +433,17 @@ class SnapshotDiff:
 
     @property
     def count(self) -> int:
+        """Change in the number of tracked objects."""
         return self.after.count - self.before.count
 
     @property
     def size(self) -> int:
+        """Change in the total shallow size, in bytes."""
         return self.after.size - self.before.size
 
     @property
     def traced(self) -> int | None:
+        """Change in the bytes ``tracemalloc`` traced; None unless both snapshots traced memory."""
         if self.after.traced is None or self.before.traced is None:
             return None
         return self.after.traced - self.before.traced
@@ -529,12 +523,6 @@ class SnapshotDiff:
             f"{len(self.changes):,} types changed>"
         )
 
-    def __str__(self) -> str:
-        return views.text(self)
-
-    def _repr_html_(self) -> str:
-        return self.to_html()
-
     def to_html(self, *, mask: bool | None = None) -> str:
         """The grown types as an HTML table; every name masked and escaped."""
         return views.html(self, mask=mask)
@@ -557,7 +545,7 @@ def snapshot() -> Snapshot:
     taken = time.time()
     # One heap pass at a time: an analysis running meanwhile would take this
     # pass's working lists for objects of the program.
-    _ANALYSIS_LOCK.acquire()
+    ANALYSIS_LOCK.acquire()
     try:
         _collect()
         traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else None
@@ -569,7 +557,7 @@ def snapshot() -> Snapshot:
             objects.clear()
             del objects
     finally:
-        _ANALYSIS_LOCK.release()
+        ANALYSIS_LOCK.release()
     notes = []
     # (Beyond the few builtin tuples 3.12.0-3.12.1 start with frozen.)
     frozen = gc.get_freeze_count() - interpreter_frozen()
@@ -816,7 +804,7 @@ def _live_objects(
     saw and the earlier did not."""
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise ValueError(f"limit must be None or a non-negative int, got {limit!r}")
-    _ANALYSIS_LOCK.acquire()
+    ANALYSIS_LOCK.acquire()
     try:
         _collect()
         objects = gc.get_objects()
@@ -831,7 +819,7 @@ def _live_objects(
             objects.clear()
             del objects
     finally:
-        _ANALYSIS_LOCK.release()
+        ANALYSIS_LOCK.release()
     if between is not None:
         # One int per candidate and one per address passed over: with
         # tracemalloc on, each is a traced allocation, so no pass is repeated.
@@ -875,7 +863,7 @@ def _object_path(
     ):
         raise ValueError(f"max_depth must be None or a positive int, got {max_depth!r}")
     module_level = not caller.f_code.co_flags & 0x01
-    _ANALYSIS_LOCK.acquire()
+    ANALYSIS_LOCK.acquire()
     try:
         name = display_type(type_key(type(box[0])))
         result, heap = _search(box, caller, max_depth, handles=True)
@@ -901,7 +889,7 @@ def _object_path(
             heap.nodes.clear()
     finally:
         box.clear()
-        _ANALYSIS_LOCK.release()
+        ANALYSIS_LOCK.release()
 
 
 def _search(
@@ -932,7 +920,7 @@ def _made_since(ids: array[int], chain: list[object]) -> frozenset[int]:
 def _referrers(box: list[object], caller: types.FrameType, limit: int | None) -> list[Referrer]:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise ValueError(f"limit must be None or a non-negative int, got {limit!r}")
-    _ANALYSIS_LOCK.acquire()
+    ANALYSIS_LOCK.acquire()
     try:
         key = id(box[0])
         heap = HeapView({id(box)}, caller=caller)
@@ -962,7 +950,7 @@ def _referrers(box: list[object], caller: types.FrameType, limit: int | None) ->
         return out[:limit] if limit is not None else out
     finally:
         box.clear()
-        _ANALYSIS_LOCK.release()
+        ANALYSIS_LOCK.release()
 
 
 # -- hand-offs ------------------------------------------------------------------------

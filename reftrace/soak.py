@@ -60,12 +60,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import inspect
 import math
 import random
 import sys
 import time
-import types
 from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
@@ -75,6 +73,7 @@ from typing import Any, cast
 
 from reftrace.analysis import make_path
 from reftrace.bounds import Bound, find_bounds, holds_weak_references, resolve_declared
+from reftrace.calls import Lifecycle
 from reftrace.census import (
     container_length,
     count_types,
@@ -87,10 +86,8 @@ from reftrace.census import (
     type_key,
 )
 from reftrace.heap import HeapView
-from reftrace.locate import Slot, StoreTracer
 from reftrace.memory import empty_free_lists, malloc_in_use, malloc_measured, tracemalloc_own
 from reftrace.objects import (
-    class_attribute,
     safe_sizeof,
     type_name,
     untrackable_reason,
@@ -108,6 +105,7 @@ from reftrace.soak_report import (
     Verdict,
 )
 from reftrace.stats import Trend, judge
+from reftrace.stores import Slot, StoreTracer
 from reftrace.units import human_size, plural
 
 #: Judged calls a decisive verdict needs.
@@ -311,64 +309,6 @@ class _Progress:
 # -- running the lifecycle --------------------------------------------------------
 
 
-class _Runner:
-    """Calls ``fn`` once, awaiting what it returns when it is a coroutine."""
-
-    def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop | None) -> None:
-        self.fn = fn
-        self.loop = loop
-        self.own_loop = False
-        if loop is None and _is_coroutine_function(fn):
-            self.loop = self._fresh_loop()
-
-    def _fresh_loop(self) -> asyncio.AbstractEventLoop:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                "soak() runs coroutines to completion on an event loop of its own and "
-                "cannot do that inside a running loop; call it from synchronous code"
-            )
-        self.own_loop = True
-        return asyncio.new_event_loop()
-
-    def __call__(self) -> None:
-        result = self.fn()
-        if is_awaitable(result):
-            if self.loop is None:
-                self.loop = self._fresh_loop()
-            self.loop.run_until_complete(result)
-        del result
-
-    def close(self) -> None:
-        loop, self.loop = self.loop, None
-        if self.own_loop and loop is not None and not loop.is_closed():
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-
-def is_awaitable(obj: object) -> bool:
-    """``inspect.isawaitable`` without its ``isinstance(obj, Awaitable)``, which
-    fills ABC caches (new objects) the first time it meets a type."""
-    cls = type(obj)
-    if cls is types.CoroutineType:
-        return True
-    if cls is types.GeneratorType:
-        return bool(obj.gi_code.co_flags & inspect.CO_ITERABLE_COROUTINE)  # type: ignore[attr-defined]
-    return class_attribute(cls, "__await__") is not None
-
-
-def _is_coroutine_function(fn: object) -> bool:
-    # A callable object whose __call__ is a coroutine function counts too.
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        class_attribute(type(fn), "__call__")
-    )
-
-
 def _check_int(name: str, value: object, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
@@ -488,7 +428,7 @@ def soak(
         max_depth = _check_int("max_depth", max_depth, 1)
     declared = resolve_declared(bounded)
 
-    runner = _Runner(fn, loop)
+    runner = Lifecycle(fn, loop, what="soak()")
     try:
         budget = _Budget(iterations, max_iterations, max_seconds)
         return _soak(runner, budget, warmup, progress, samples, checkpoints, max_depth, declared)
@@ -509,7 +449,7 @@ class _Budget:
 
 
 def _soak(
-    runner: _Runner,
+    runner: Lifecycle,
     budget: _Budget,
     warmup: int,
     progress_setting: bool | None,
@@ -1061,7 +1001,7 @@ def _next_target(w: _Weighing, ledger: _Ledger, n: int, warmup: int, budget: _Bu
 
 def _report(
     ledger: _Ledger,
-    runner: _Runner,
+    runner: Lifecycle,
     budget: _Budget,
     n: int,
     warmup: int,
@@ -1077,17 +1017,8 @@ def _report(
     containers = []
     for obj in growing:
         lengths = list(ledger.candidates[id(obj)])
-        span = max(points[-1] - points[0], 1) if points else 1
-        containers.append(
-            GrowingContainer(
-                type_name(obj),
-                None,
-                list(zip(points, lengths)),
-                (lengths[-1] - lengths[0]) / span,
-                bound=ledger.bounds.get(id(obj)),
-                weak=id(obj) in ledger.weak,
-            )
-        )
+        bound = ledger.bounds.get(id(obj))
+        containers.append(_grown(obj, points, lengths, bound, id(obj) in ledger.weak))
     order = sorted(range(len(growing)), key=lambda i: _rank(containers[i]))[:_MAX_CONTAINERS]
     growing = _OwnList(growing[i] for i in order)
     containers = [containers[i] for i in order]
@@ -1219,21 +1150,28 @@ def _rank(container: GrowingContainer) -> tuple[int, int, float]:
     return (_STATUS_ORDER[container.status], -container.kept_bytes, -container.per_iteration)
 
 
+def _grown(
+    obj: object, points: list[int], lengths: list[int], bound: Bound | None, weak: bool
+) -> GrowingContainer:
+    """A container that grew, by its lengths at the checkpoints (no path yet)."""
+    span = max(points[-1] - points[0], 1) if points else 1
+    return GrowingContainer(
+        type_name(obj),
+        None,
+        list(zip(points, lengths)),
+        (lengths[-1] - lengths[0]) / span,
+        bound=bound,
+        weak=weak,
+    )
+
+
 def _stopped_containers(ledger: _Ledger, objects: list[object]) -> list[GrowingContainer]:
     """The containers that grew for a while and then stopped, with their bounds."""
     bounds = find_bounds(objects, None, ignore=[id(objects)]) if objects else []
     out = []
     for (key, (points, lengths, obj)), bound in zip(ledger.stopped.items(), bounds):
-        span = max(points[-1] - points[0], 1) if points else 1
         out.append(
-            GrowingContainer(
-                type_name(obj),
-                None,
-                list(zip(points, lengths)),
-                (lengths[-1] - lengths[0]) / span,
-                bound=ledger.bounds.get(key) or bound,
-                weak=key in ledger.weak,
-            )
+            _grown(obj, points, lengths, ledger.bounds.get(key) or bound, key in ledger.weak)
         )
     return out
 
@@ -1359,6 +1297,21 @@ def _distinct(containers: list[GrowingContainer]) -> list[GrowingContainer]:
     return list(seen.values())
 
 
+#: Why growth was too weak to call, as the inconclusive verdict says it.
+_WEAK_BECAUSE = {
+    "memory only": "memory outside pymalloc only, not steady enough to call",
+    "unconfirmed": (
+        "the growth varies from call to call and no second stage confirmed its "
+        "rate (a cache filling from many keys looks like this)"
+    ),
+    "no holder": "not yet seen at the same rate a second time",
+    "holder only": (
+        "but no count of objects, blocks or bytes grows with it (a container that "
+        "fills and empties looks like this between checkpoints)"
+    ),
+}
+
+
 def _explain(
     w: _Weighing, containers: list[GrowingContainer], stopped: list[GrowingContainer], n: int
 ) -> str:
@@ -1434,20 +1387,8 @@ def _explain(
                 f"; slowing down ({t.name} +{t.early:,} then +{t.late:,} over the two halves "
                 "of the judged calls): a cache still filling looks like this"
             )
-        elif w.weak_because == "memory only":
-            text += "; memory outside pymalloc only, not steady enough to call"
-        elif w.weak_because == "unconfirmed":
-            text += (
-                "; the growth varies from call to call and no second stage confirmed its "
-                "rate (a cache filling from many keys looks like this)"
-            )
-        elif w.weak_because == "no holder":
-            text += "; not yet seen at the same rate a second time"
-        elif w.weak_because == "holder only":
-            text += (
-                "; but no count of objects, blocks or bytes grows with it (a container that "
-                "fills and empties looks like this between checkpoints)"
-            )
+        elif w.weak_because in _WEAK_BECAUSE:
+            text += "; " + _WEAK_BECAUSE[w.weak_because]
         elif w.weak_because == "short":
             text += f"; judged on only {plural(window, 'call')}"
         text += f"; the budget of {plural(n, 'call')} ran out"
@@ -1490,7 +1431,7 @@ def _new_items(container: object, before: set[int]) -> list[object]:
 
 
 def _sample_run(
-    runner: _Runner,
+    runner: Lifecycle,
     held: list[object],
     containers: list[GrowingContainer],
     samples: int,
@@ -1567,7 +1508,7 @@ def _attach_unmatched(container: GrowingContainer, sample: Report) -> None:
     root = container.path.root
     taken = {id(leak) for leak in container.samples}
     for leak in sample.leaks:
-        if id(leak) in taken or leak._ref is not None or leak.path is None:
+        if id(leak) in taken or leak.handle is not None or leak.path is None:
             continue
         if leak.path.root == root and leak.path.expression.startswith(prefix):
             rest = leak.path.steps[len(container.path.steps) :]

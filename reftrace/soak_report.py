@@ -45,6 +45,7 @@ class TypeGrowth:
     tracked: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``SoakReport.to_dict`` masks the strings of all its parts."""
         return {
             "type": self.name,
             "per_iteration": self.per_iteration,
@@ -81,7 +82,7 @@ class GrowingContainer:
     kept_objects: int = 0
     kept_bytes: int = 0
     #: what ``lengths`` count: ``"items"``, or ``"bytes"`` for a string or buffer that grows
-    unit: str = "items"
+    unit: Literal["items", "bytes"] = "items"
 
     @property
     def length(self) -> int:
@@ -137,6 +138,7 @@ class GrowingContainer:
         return "no declared bound"
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``SoakReport.to_dict`` masks the strings of all its parts."""
         return {
             "name": self.name,
             "type": self.type_name,
@@ -166,6 +168,7 @@ class SiteGrowth:
     blocks_per_iteration: float
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``SoakReport.to_dict`` masks the strings of all its parts."""
         return {
             "site": self.site,
             "bytes_per_iteration": self.bytes_per_iteration,
@@ -183,6 +186,7 @@ class Projection:
     items: int
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``SoakReport.to_dict`` masks the strings of all its parts."""
         return {
             "iterations": self.iterations,
             "objects": self.objects,
@@ -192,7 +196,7 @@ class Projection:
 
 
 @dataclass
-class SoakReport:
+class SoakReport(views.Shown):
     """What ``reftrace.soak()`` measured, and its verdict.
 
     ``verdict`` is ``"leaking"``, ``"not leaking"`` or ``"inconclusive"``;
@@ -275,15 +279,9 @@ class SoakReport:
             for n in iterations
         ]
 
-    def __str__(self) -> str:
-        return views.text(self)
-
     def __bool__(self) -> bool:
         # Never let `if sr:` mean "is leaking" by accident.
         return True
-
-    def _repr_html_(self) -> str:
-        return views.html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; every string from the program is masked (``reftrace.set_masking``)."""
@@ -320,11 +318,10 @@ class SoakReport:
         return masked
 
     def to_json(self, **kwargs: Any) -> str:
+        """``to_dict()`` as JSON text; ``kwargs`` go to ``json.dumps``."""
         return json.dumps(self.to_dict(), **kwargs)
 
     def render(self, path: str, format: str | None = None) -> str:
         """Write an SVG: growth over the iterations, and the retention graph
         of the growing containers. Returns the path written."""
         return views.write(self, path, format=format)
-
-

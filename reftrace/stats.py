@@ -67,6 +67,7 @@ class Trend:
         return self.late > 0 and self.late * 3 >= self.early
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data: every field, unmasked (``name`` may be a type name from the program)."""
         return {
             "name": self.name,
             "per_iteration": self.per_iteration,

@@ -35,3 +35,16 @@ def write(result: object, path: object, format: object = None, **options: Any) -
     """Write ``result`` to the file ``path`` in ``format`` (else from the
     suffix); returns the path written."""
     raise _missing("file", result)
+
+
+class Shown:
+    """A result that prints (``str()``) and shows in a notebook (``_repr_html_``)
+    through these views."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return text(self)
+
+    def _repr_html_(self) -> str:
+        return html(self)

@@ -14,23 +14,22 @@ from __future__ import annotations
 
 import gc
 import sys
-import threading
 import time
 import weakref
 from types import FrameType, TracebackType
 from typing import Any, Generic, TypeVar
 
-from reftrace.analysis import Ignore, Options, build_report
-from reftrace.capture import Capture
+from reftrace.analysis import Ignore, Options, SlotKey, build_report
+from reftrace.capture import ANALYSIS_LOCK, Capture
 from reftrace.objects import loop_refcounts, type_name, untrackable_reason
 from reftrace.paths import DEFAULT_MAX_DEPTH
 from reftrace.report import Report
+from reftrace.stores import Slot
 
 T = TypeVar("T")
 
 #: Non-weakrefable tracked objects are checked for other holders this often.
 _SWEEP_EVERY = 64
-_ANALYSIS_LOCK = threading.RLock()
 #: A threshold the oldest generation's count of collections never reaches.
 _NEVER = 2**31 - 1
 
@@ -108,6 +107,19 @@ class Watch:
     ) -> None:
         self._finish(exc, sys._getframe(1))
 
+    def record_store_slots(self, slots: dict[SlotKey, list[Slot]]) -> None:
+        """Have the analysis put into ``slots`` the places along each finding's
+        path (and each survivor group's attachment), keyed ``("leak",
+        signature)`` or ``("survivor", attachment)``.
+
+        They are live objects: the caller traces a second run with them
+        (``reftrace.locate()``) and clears the dict when done. Call before
+        the block ends.
+        """
+        if self._state == "done":
+            raise RuntimeError("record_store_slots() must be called before the block ends")
+        self._options.store_slots = slots
+
     # -- tracking ---------------------------------------------------------------
 
     @property
@@ -177,9 +189,10 @@ class Watch:
         self._held_since_sweep = 0
         return dropped
 
-    def _abandon(self) -> None:
+    def abandon(self) -> None:
         """End the watch without a report (the run was interrupted): gc and
-        tracemalloc are restored and nothing tracked is held any more."""
+        tracemalloc are restored and nothing tracked is held any more. Does
+        nothing unless the block is running."""
         if self._state != "active":
             return
         self._state = "done"
@@ -216,7 +229,7 @@ class Watch:
         # new objects and holders, and could catch its tuples half-built.
         # (acquire/release, not `with`: on 3.10 the bound __exit__ it keeps on
         # the stack would be a new object of the block, held out of sight)
-        _ANALYSIS_LOCK.acquire()
+        ANALYSIS_LOCK.acquire()
         # The exit collection (of the block's objects only) leaves CPython
         # counting few long-lived objects, so its next automatic collection
         # of the oldest generation is a full one, a pass over the whole heap
@@ -231,7 +244,7 @@ class Watch:
             report = self._analyse(exc, caller)
         finally:
             gc.set_threshold(*thresholds)
-            _ANALYSIS_LOCK.release()
+            ANALYSIS_LOCK.release()
         del caller
         report.timings["total"] = time.perf_counter() - t0 + report.timings.get("enter", 0.0)
         self._report = report
@@ -315,6 +328,7 @@ class TrackedStream(Generic[T]):
             self._watch._track_item(item)
 
     def close(self) -> None:
+        """Close the wrapped generator (``generator.close()``) and let go of it."""
         target = self._iterator if self._iterator is not None else self._iterable
         self._iterator = self._iterable = None
         close = getattr(target, "close", None)
@@ -322,6 +336,7 @@ class TrackedStream(Generic[T]):
             close()
 
     async def aclose(self) -> None:
+        """Close the wrapped async generator (``await agen.aclose()``) and let go of it."""
         target = self._iterator if self._iterator is not None else self._iterable
         self._iterator = self._iterable = None
         aclose = getattr(target, "aclose", None)

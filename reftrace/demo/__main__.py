@@ -50,6 +50,8 @@ def _one_request() -> demo.ModelOutput:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Find, explain and draw the buggy agent's leak, then check the fixed agent; the exit status
+    (0 when both come out as described, 1 otherwise)."""
     parser = argparse.ArgumentParser(prog="python -m reftrace.demo", description=__doc__)
     parser.add_argument(
         "--svg",
@@ -68,8 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if finding is not None and finding.example.type_name == "ModelOutput":
         # One more request under a tracer finds the line that stored the
         # listener (reftrace.locate); the finding carries it from here on.
-        report.stores.update(reftrace.locate(_one_request).stores)
-        finding = report.leak_groups[0]
+        located = reftrace.locate(_one_request).finding(finding.signature)
+        finding.stored_at = located.stored_at if located is not None else None
         print(finding)
         path = finding.example.path
         if path is not None and path.root.kind == "module":

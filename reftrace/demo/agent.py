@@ -100,6 +100,7 @@ class EventEmitter:
             fn(*args)
 
     def listener_count(self, event: str) -> int:
+        """How many listeners ``event`` has (a function registered twice counts twice)."""
         return len(self._listeners.get(event, ()))
 
 
@@ -149,6 +150,7 @@ class ErrorRecord:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> ErrorRecord:
+        """The record of ``exc``: its type name, message and formatted traceback, as text."""
         return cls(type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)))
 
 
@@ -395,6 +397,7 @@ class Workflow:
         self._runs: dict[int, Run] = {}
 
     def create_run(self) -> Run:
+        """A new ``Run``, kept in ``_runs`` until its cleanup callback removes it."""
         run_id = next(_run_ids)
         run = Run(run_id, self, cleanup=lambda: self._runs.pop(run_id, None))
         self._runs[run_id] = run
@@ -402,6 +405,7 @@ class Workflow:
 
     @property
     def active_runs(self) -> list[Run]:
+        """The runs kept in ``_runs`` (not yet cleaned up), as a new list."""
         return list(self._runs.values())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 
 from reftrace.redact import clean
+from reftrace.report import Report
 
 #: A path longer than HEAD + TAIL + 3 steps shows its first HEAD steps, its
 #: last TAIL steps and the suspect reference, with the rest counted.
@@ -60,3 +61,10 @@ def wrap(body: str, page: bool = False) -> str:
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>reftrace report</title>"
         f"</head><body>\n{fragment}\n</body></html>\n"
     )
+
+
+def leak_summary(report: Report) -> str:
+    """``3 leaked objects in 2 findings``."""
+    total, findings = len(report.leaks), len(report.findings)
+    objects = "object" if total == 1 else "objects"
+    return f"{total} leaked {objects} in {findings} finding{'' if findings == 1 else 's'}"

@@ -84,12 +84,14 @@ def store_note(site: StoreSite | None) -> str:
 
 
 def leak_items(leak: Leak) -> Items:
+    """What to draw for one leak: its path, type and retained size (if it has a path)."""
     if leak.path is None:
         return []
     return [(leak.path, leak.type_name, f", {human_size(leak.size)} retained", "")]
 
 
 def group_items(group: LeakGroup) -> Items:
+    """What to draw for a finding: its example's path, summary and store site (if it has a path)."""
     path = group.example.path
     if path is None:
         return []
@@ -97,6 +99,7 @@ def group_items(group: LeakGroup) -> Items:
 
 
 def survivor_items(survivor: SurvivorGroup) -> Items:
+    """What to draw for a survivor group: its path, count, size, store site (if it has a path)."""
     if survivor.path is None:
         return []
     summary = f"{survivor.count} new objects, {human_size(survivor.size)}"
@@ -115,6 +118,7 @@ def report_items(report: Report) -> tuple[Items, int]:
 
 
 def build_graph(report: Report, *, mask: bool | None = None) -> graphviz.Digraph:
+    """The retention graph of ``report`` (at most ``MAX_DRAWN`` paths), not yet laid out."""
     items, more = report_items(report)
     return build_path_graph(items, more, mask=mask)
 
@@ -122,6 +126,7 @@ def build_graph(report: Report, *, mask: bool | None = None) -> graphviz.Digraph
 def build_path_graph(
     items: Sequence[tuple[Path, str, str, str]], more: int = 0, *, mask: bool | None = None
 ) -> graphviz.Digraph:
+    """A ``graphviz.Digraph`` of ``items`` (each node drawn once), noting ``more`` left out."""
     graph = graphviz.Digraph("reftrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")

@@ -34,6 +34,7 @@ from reftrace.renderers.common import (
     SITE_LIMIT,
     TYPE_LIMIT,
     escape,
+    leak_summary,
     wrap,
 )
 from reftrace.renderers.graph import (
@@ -184,10 +185,7 @@ def render_report_html(
     out: list[str] = []
     groups = report.leak_groups
     if groups:
-        total = len(report.leaks)
-        objects = "object" if total == 1 else "objects"
-        findings = "finding" if len(groups) == 1 else "findings"
-        out.append(f"<p><strong>{total} leaked {objects} in {len(groups)} {findings}</strong></p>")
+        out.append(f"<p><strong>{leak_summary(report)}</strong></p>")
         for group in groups[:MAX_FINDINGS]:
             out.append(_group_block(group, mask))
         if len(groups) > MAX_FINDINGS:
@@ -242,6 +240,7 @@ def render_report_html(
 
 @views.html.register(Leak)
 def render_leak_html(leak: Leak, *, mask: bool | None = None, graph: bool = True) -> str:
+    """One leak as an HTML fragment: its trace table and, with ``graph``, its drawing."""
     body = _leak_block(leak, 1, leak.size, mask)
     if graph:
         body += "\n" + graph_block(leak_items(leak), 0, mask)
@@ -250,6 +249,7 @@ def render_leak_html(leak: Leak, *, mask: bool | None = None, graph: bool = True
 
 @views.html.register(LeakGroup)
 def render_group_html(group: LeakGroup, *, mask: bool | None = None, graph: bool = True) -> str:
+    """One finding as an HTML fragment: trace, proof, store site and, with ``graph``, a drawing."""
     body = _group_block(group, mask)
     if graph:
         body += "\n" + graph_block(group_items(group), 0, mask)
@@ -260,6 +260,7 @@ def render_group_html(group: LeakGroup, *, mask: bool | None = None, graph: bool
 def render_survivor_html(
     group: SurvivorGroup, *, mask: bool | None = None, graph: bool = True
 ) -> str:
+    """One survivor group as an HTML fragment: count, size, holder, types, trace and drawing."""
     parts = [
         f"<h4>{group.count:,} new objects ({human_size(group.size)}) held by "
         f"<code>{escape(group.attachment, 100, mask)}</code></h4>",

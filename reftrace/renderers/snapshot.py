@@ -150,9 +150,7 @@ def render_path_text(found: ObjectPath) -> str:
 
 
 @views.html.register(ObjectPath)
-def render_path_html(
-    found: ObjectPath, *, mask: bool | None = None, graph: bool = True
-) -> str:
+def render_path_html(found: ObjectPath, *, mask: bool | None = None, graph: bool = True) -> str:
     """The path as an HTML table, with its drawing inline (SVG) when ``graph``."""
     name = escape(found.type_name, NAME_LIMIT, mask)
     if found.path is None:
@@ -164,7 +162,6 @@ def render_path_html(
     if graph:
         parts.append(graph_block([(found.path, found.type_name, "", "")], 0, mask))
     return wrap("\n".join(parts), False)
-
 
 
 @views.html.register(ObjectList)

@@ -41,6 +41,7 @@ def _rate(value: float) -> str:
 
 
 def headline(sr: SoakReport) -> str:
+    """The first line: the verdict, its confidence and the reason (cleaned)."""
     return f"{sr.verdict} ({sr.confidence} confidence): {clean(sr.reason, 400)}"
 
 
@@ -204,6 +205,8 @@ def _projection_lines(sr: SoakReport) -> list[str]:
 
 @views.text.register(SoakReport)
 def render_soak(sr: SoakReport) -> str:
+    """The soak report as text (``str(sr)``): verdict, summary, growing types and containers,
+    growing allocation sites, projection and notes."""
     out = [headline(sr), _summary(sr)]
     if sr.settle:
         out.append(f"to settle it: {clean(sr.settle, 200)}")
@@ -260,6 +263,8 @@ def _pre(lines: list[str]) -> str:
 
 @views.html.register(SoakReport)
 def render_soak_html(sr: SoakReport) -> str:
+    """The soak report as HTML (the Jupyter view): verdict, growth plot, growing types and
+    containers with their traces, projection and notes."""
     color = {"leaking": "#c92a2a", "inconclusive": "#e67700"}.get(sr.verdict, "#2b8a3e")
     parts = [
         "<div class='reftrace-soak' style='font-family:sans-serif'>",

@@ -30,6 +30,7 @@ from reftrace.renderers.common import (
     SITE_LIMIT,
     TAIL,
     TYPE_LIMIT,
+    leak_summary,
 )
 from reftrace.report import (
     Frame,
@@ -92,6 +93,7 @@ def shown_steps(steps: Sequence[Step]) -> list[int | tuple[int, int]]:
 
 
 def gap_text(count: int) -> str:
+    """The line standing for ``count`` steps left out of a path."""
     return f"… {count:,} more step{'s' if count != 1 else ''} …"
 
 
@@ -102,6 +104,7 @@ SUSPECT_NOTE = "this reference was created inside the block"
 def render_path(
     path: Path, allocated_at: str | None = None, suspect_note: str = SUSPECT_NOTE
 ) -> list[str]:
+    """``path`` as tree lines: the root, then each shown step, the suspect marked under it."""
     lines = [f"root: {root_text(path.root)}"]
     steps = path.steps
     last = len(steps) - 1
@@ -132,6 +135,7 @@ def render_path(
 
 @views.text.register(Leak)
 def render_leak(leak: Leak, count: int = 1, total_size: int | None = None) -> str:
+    """One leak as text: type, ``count`` and retained size, then its trace (or why it has none)."""
     size = leak.size if total_size is None else total_size
     noun = "instance" if count == 1 else "instances"
     head = (
@@ -227,6 +231,7 @@ def render_store(site: StoreSite) -> list[str]:
 
 @views.text.register(SurvivorGroup)
 def render_survivor_group(group: SurvivorGroup) -> str:
+    """One survivor group as text: count, size, holder and types, then its trace and store site."""
     head = (
         f"{group.count} new objects ({human_size(group.size)}) held by "
         f"{_clip(group.attachment, 100)}: {type_list(group.top_types)}"
@@ -239,25 +244,28 @@ def render_survivor_group(group: SurvivorGroup) -> str:
 
 
 def more_text(count: int, noun: str, where: str) -> str:
+    """``… and N more <noun> (all in <where>)``: the line closing a list that was cut."""
     return f"… and {count:,} more {noun} (all in {where})"
 
 
 @views.text.register(Report)
-def render_report(report: Report) -> str:
+def render_report(report: Report, *, clean_line: bool = True) -> str:
+    """The whole report: findings, survivors, allocations and notes.
+
+    With ``clean_line=False``, a report without leaks does not open with its
+    "no leaks" line (for a caller that shows only what it found).
+    """
     out: list[str] = []
     groups = report.leak_groups
     if groups:
-        total = len(report.leaks)
-        objects = "object" if total == 1 else "objects"
-        findings = "finding" if len(groups) == 1 else "findings"
-        out.append(f"{total} leaked {objects} in {len(groups)} {findings}")
+        out.append(leak_summary(report))
         for group in groups[:MAX_FINDINGS]:
             out.append("")
             out.append(render_group(group))
         if len(groups) > MAX_FINDINGS:
             out.append("")
             out.append(more_text(len(groups) - MAX_FINDINGS, "findings", "report.leak_groups"))
-    else:
+    elif clean_line:
         out.append(f"no leaks ({report.tracked} tracked, {report.collected} collected)")
     if report.survivors:
         out.append("")
@@ -285,4 +293,4 @@ def render_report(report: Report) -> str:
         out.append(f"note: {_clip(note, NOTE_LIMIT)}")
     if len(report.notes) > MAX_NOTES:
         out.append(more_text(len(report.notes) - MAX_NOTES, "notes", "report.notes"))
-    return "\n".join(out)
+    return "\n".join(out).lstrip("\n")
