@@ -29,7 +29,7 @@ from reftrace.renderers.common import escape
 from reftrace.renderers.graph import add_path
 from reftrace.renderers.text import render_leak, render_path, render_store
 from reftrace.report import Path
-from reftrace.soak import GrowingContainer, SoakReport
+from reftrace.soak_report import GrowingContainer, SoakReport
 from reftrace.units import duration, human_size, signed_size
 
 #: Longest shown form of a container's name or label.
