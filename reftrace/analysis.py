@@ -258,7 +258,6 @@ def _prove_findings(
 def _path_slots(found: Found, heap: HeapView) -> list[Any]:
     """The places where the leak of ``found`` attaches: from the holder of its
     suspect reference down to the leaked object (reftrace.locate watches them)."""
-
     chain = [heap.nodes[key] for key in found.chain]
     suspect = max(0, _suspect_index([_status(obj, heap.young_ids) for obj in chain]))
     objects: list[object] = chain[max(0, suspect - 1) : -1]
@@ -283,7 +282,6 @@ def _cut_expression(path: Path | None) -> str:
 def _cut_of(found: Found, heap: HeapView) -> Any:
     """The suspect reference of ``found`` as live objects (a ``Cut``), or why
     there is none to cut."""
-
     chain = [heap.nodes[key] for key in found.chain]
     suspect = _suspect_index([_status(obj, heap.young_ids) for obj in chain])
     if suspect < 0:
