@@ -268,11 +268,14 @@ def test_survivors_shared_by_one_holder_and_spread_over_many_are_all_grouped():
         groups = w.report.survivors
         assert groups[0].attachment == "REGISTRY[*]"
         assert dict(groups[0].top_types)["Payload"] == 2_000
-        spread = groups[1:]
+        # Another thread of the test runner (pytest-xdist's) may allocate while
+        # the block runs: reftrace reports what it keeps too, in groups of its own.
+        spread = [g for g in groups[1:] if "Payload" in dict(g.top_types)]
+        others = len(groups) - 1 - len(spread)
         assert len(spread) == 300
         assert all(dict(g.top_types)["Payload"] == 1 for g in spread)
         named = {g.attachment for g in spread if g.path}
-        assert len(named) == 49  # the 50 largest groups get a path
+        assert 49 - others <= len(named) <= 49  # the 50 largest groups get a path
         assert all(re.fullmatch(r"HOLDERS\[\d+\]\[0\]", a) for a in named)
     finally:
         for holder in HOLDERS:
