@@ -36,9 +36,10 @@ def _totals(snap: Snapshot) -> str:
 @views.text.register(Snapshot)
 def render_snapshot_text(snap: Snapshot) -> str:
     """The totals and the largest types by shallow size."""
-    rows = snap.top(SHOWN_ROWS)
+    types = snap.types
+    rows = types[:SHOWN_ROWS]
     lines = [
-        f"heap snapshot: {_totals(snap)}, {len(snap.types):,} types, "
+        f"heap snapshot: {_totals(snap)}, {len(types):,} types, "
         f"taken in {duration(snap.seconds)}",
         f"largest {len(rows)} types by shallow size:",
         f"  {'type':<{NAME_WIDTH}} {'objects':>10} {'size':>11}",
@@ -103,10 +104,11 @@ def _notes_html(notes: Iterable[str], mask: bool | None) -> str:
 @views.html.register(Snapshot)
 def render_snapshot_html(snap: Snapshot, *, mask: bool | None = None) -> str:
     """The largest types as an HTML table; every name masked and escaped."""
+    types = snap.types
     body = (
         f"<p><strong>Heap snapshot</strong>: {html.escape(_totals(snap))}, "
-        f"{len(snap.types):,} types</p>"
-        + _stats_table(snap.top(SHOWN_ROWS), mask)
+        f"{len(types):,} types</p>"
+        + _stats_table(types[:SHOWN_ROWS], mask)
         + _notes_html(snap.notes, mask)
     )
     return wrap(body, False)
