@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import sys
@@ -43,7 +42,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reftrace.calls import Lifecycle
+from reftrace.calls import Lifecycle, is_coroutine_function
 from reftrace.objects import untrackable_reason
 
 #: Exit statuses.
@@ -141,7 +140,7 @@ def load_target(spec: str) -> Callable[[], Any]:
 
 def _counting(fn: Callable[[], Any], calls: list[int]) -> Callable[[], Any]:
     """``fn``, counting its calls (so an error can say which call raised)."""
-    if inspect.iscoroutinefunction(fn):
+    if is_coroutine_function(fn):
 
         async def counted_async() -> Any:
             calls[0] += 1
