@@ -234,6 +234,10 @@ def test_proofs_survive_json_and_old_reports_still_load() -> None:
     data["proofs"][signature]["freed_objects"] = "many"
     with pytest.raises(reftrace.ReportFormatError, match="freed_objects: expected int"):
         reftrace.Report.from_dict(data)
+    data = report.to_dict()
+    data["proofs"][signature]["status"] = "probably"
+    with pytest.raises(reftrace.ReportFormatError, match="status: expected one of confirmed"):
+        reftrace.Report.from_dict(data)
 
 
 def test_off_by_default_and_checked() -> None:

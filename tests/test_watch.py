@@ -956,3 +956,57 @@ def test_a_frozendicts_value_is_named_by_its_key() -> None:
         REGISTRY.append(builtins.frozendict(config=item))  # type: ignore[attr-defined]
         del item
     assert only_leak(w.report).path.expression == f"REGISTRY[{len(REGISTRY) - 1}]['config']"
+
+
+def test_a_finding_is_stored_once_and_what_is_set_on_it_stays():
+    try:
+        with reftrace.watch() as w:
+            REGISTRY.append(w.track(Payload()))
+            REGISTRY.append(w.track(Payload()))
+        report = w.report
+        (finding,) = report.findings
+        assert report.leak_groups is report.findings  # not rebuilt on each access
+        assert finding.count == 2 and report.finding(finding.signature) is finding
+        assert report.finding_sizes == {
+            finding.signature: (finding.retained, finding.retained_objects)
+        }
+        site = reftrace.model.StoreSite((reftrace.model.Frame("app.py", 3, "f", "x.append(y)"),))
+        finding.stored_at = site
+        assert report.leak_groups[0].stored_at is site and report.stores == {
+            finding.signature: site
+        }
+        again = reftrace.Report.from_dict(report.to_dict(mask=False))
+        assert again.findings[0].stored_at == site
+        assert again.finding_sizes == report.finding_sizes
+        # A report made from leaks alone groups them itself.
+        assert reftrace.Report(leaks=report.leaks).findings[0].count == 2
+    finally:
+        REGISTRY.clear()
+
+
+def test_store_slots_are_asked_for_before_the_block_ends():
+    slots: dict[tuple[str, str], list[object]] = {}
+    watch = reftrace.Watch()
+    watch.record_store_slots(slots)  # type: ignore[arg-type]
+    try:
+        with watch:
+            REGISTRY.append(watch.track(Payload()))
+        (finding,) = watch.report.findings
+        assert ("leak", finding.signature) in slots  # live places, for reftrace.locate()
+        slots.clear()
+        with pytest.raises(RuntimeError, match="before the block ends"):
+            watch.record_store_slots({})
+    finally:
+        REGISTRY.clear()
+
+
+def test_a_result_with_no_renderer_says_so():
+    from reftrace import views
+
+    class Unknown(views.Shown):
+        pass
+
+    with pytest.raises(TypeError, match="no text renderer is registered for Unknown"):
+        str(Unknown())
+    with pytest.raises(TypeError, match="no HTML renderer is registered for Unknown"):
+        Unknown()._repr_html_()
