@@ -39,8 +39,7 @@ def render_snapshot_text(snap: Snapshot) -> str:
     types = snap.types
     rows = types[:SHOWN_ROWS]
     lines = [
-        f"heap snapshot: {_totals(snap)}, {len(types):,} types, "
-        f"taken in {duration(snap.seconds)}",
+        f"heap snapshot: {_totals(snap)}, {len(types):,} types, taken in {duration(snap.seconds)}",
         f"largest {len(rows)} types by shallow size:",
         f"  {'type':<{NAME_WIDTH}} {'objects':>10} {'size':>11}",
     ]
