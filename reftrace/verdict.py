@@ -19,7 +19,7 @@ from reftrace.bounds import Bound, find_bounds, holds_weak_references
 from reftrace.ledger import Ledger, bracketed
 from reftrace.memory import malloc_measured
 from reftrace.soak_report import Confidence, ContainerStatus, GrowingContainer, Verdict
-from reftrace.stats import Trend, judge
+from reftrace.stats import Trend, fewer_than_expected, judge
 from reftrace.units import human_size, plural
 
 #: Judged calls a decisive verdict needs.
@@ -32,6 +32,38 @@ DECISIVE_INTERVALS = 3
 
 #: ``malloc`` growth below this many times tracemalloc's own growth is its tables'.
 _TRACEMALLOC_SHARE = 2.5
+
+
+@dataclass(frozen=True)
+class StageRates:
+    """The growth over the stretch of calls before, and over the stretch since.
+
+    ``before`` and ``since`` count what grew (objects, blocks, bytes or
+    items) over ``before_calls`` and ``since_calls`` calls.
+    """
+
+    before: int
+    since: int
+    before_calls: int
+    since_calls: int
+
+    @property
+    def rates(self) -> tuple[float, float]:
+        """Growth per call before, and since."""
+        return self.before / self.before_calls, self.since / self.since_calls
+
+    @property
+    def slower(self) -> bool:
+        """The rate since fell by a quarter or more, by more than counting explains.
+
+        Few events cannot show a slowdown: a dict every fifth call is 2 or
+        3 dicts in 12 calls, depending on where the stretch starts.
+        """
+        before, since = self.rates
+        if before <= 0 or since >= _CONFIRMING_SHARE * before:
+            return False
+        share = self.since_calls / (self.before_calls + self.since_calls)
+        return fewer_than_expected(self.before, self.since, share) < _SLOWER_P
 
 
 @dataclass
@@ -69,8 +101,8 @@ class Weighing:
     measured: int
     #: the growth is the same every call (nothing to confirm)
     regular: bool
-    #: (rate over the stage before, rate since): growth confirmed, or slowing down
-    stage_rates: tuple[float, float] | None
+    #: the growth over the stage before and since: growth confirmed, or slowing down
+    stage_rates: StageRates | None
     verdict: Verdict = "not leaking"
     confidence: Confidence = "low"
     #: why more calls could change the verdict ("" when they could not)
@@ -99,23 +131,25 @@ class Weighing:
 
     @property
     def declining(self) -> bool:
-        """The growth rate fell by a quarter or more since the stage before."""
-        if self.stage_rates is None:
-            return False
-        before, since = self.stage_rates
-        return before > 0 and since < _CONFIRMING_SHARE * before
+        """The growth rate fell by a quarter or more since the stage before,
+        by more than counting noise explains."""
+        return self.stage_rates is not None and self.stage_rates.slower
 
     @property
     def confirmed(self) -> bool:
-        """A later stage grew at (nearly) the rate of the one before."""
+        """A later stage grew at the rate of the one before, within counting noise."""
         if self.stage_rates is None:
             return False
-        before, since = self.stage_rates
-        return before > 0 and since >= _CONFIRMING_SHARE * before
+        before, since = self.stage_rates.rates
+        return before > 0 and since > 0 and not self.stage_rates.slower
 
 
 #: A later stage confirms growth when it grows at least this share of the rate before.
 _CONFIRMING_SHARE = 0.75
+
+
+#: A slowdown counts when fewer events than an unchanged rate gives are this unlikely.
+_SLOWER_P = 0.05
 
 
 #: Calls between warm-up and the judged half, at the least, to compare their rates.
@@ -224,7 +258,7 @@ def _atomic_growth(ledger: Ledger) -> tuple[bool, float, bool]:
 
 def _stage_rates(
     ledger: Ledger, n: int, warmup: int, objects: Trend, blocks: Trend, buffers: bool
-) -> tuple[float, float] | None:
+) -> StageRates | None:
     """The growth rate over the part of the run before, and since.
 
     On the first stage, "before" is the run from warm-up to the judged half
@@ -258,9 +292,12 @@ def _stage_rates(
         points, values = max(rates, key=lambda pv: pv[1][-1] - pv[1][0])
     if len(points) < 3:
         return None
-    before = (values[1] - values[0]) / max(points[1] - points[0], 1)
-    since = (values[2] - values[1]) / max(points[2] - points[1], 1)
-    return before, since
+    return StageRates(
+        values[1] - values[0],
+        values[2] - values[1],
+        max(points[1] - points[0], 1),
+        max(points[2] - points[1], 1),
+    )
 
 
 def _at_points(
@@ -473,7 +510,7 @@ def explain(
     if w.verdict == "inconclusive":
         halves = [t for t in w.exact if not t.steady]
         if w.declining and w.stage_rates is not None:
-            before, since = w.stage_rates
+            before, since = w.stage_rates.rates
             text += (
                 f"; slowing down, from {before:,.3g} to {since:,.3g} per call since the "
                 "stage before: a cache still filling looks like this"

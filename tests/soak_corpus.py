@@ -62,6 +62,7 @@ LISTENERS: list[Callable[..., Any]] = []
 RUNS: dict[str, dict[str, Any]] = {}
 SEEN_IDS: list[int] = []
 AUDIT: list[dict[str, int]] = []
+SETTINGS: dict[str, list[int]] = {}
 LOG_LINES: list[str] = []
 ERRORS: list[BaseException] = []
 CALLBACKS: dict[int, Callable[[], int]] = {}
@@ -100,6 +101,7 @@ _STATE = (
     RUNS,
     SEEN_IDS,
     AUDIT,
+    SETTINGS,
     LOG_LINES,
     ERRORS,
     CALLBACKS,
@@ -325,6 +327,19 @@ def one_dict_every_fifth_call() -> Lifecycle:
 
     def audit() -> None:
         n = next(counter)
+        if n % 5 == 0:
+            AUDIT.append({"call": n})
+
+    return audit
+
+
+def one_dict_every_fifth_call_and_a_setting_loaded_once() -> Lifecycle:
+    counter = itertools.count()
+
+    def audit() -> None:
+        n = next(counter)
+        if n == 8:
+            SETTINGS["limits"] = [n]  # loaded on first use, kept by design
         if n % 5 == 0:
             AUDIT.append({"call": n})
 
@@ -577,8 +592,20 @@ WORKLOADS: list[Workload] = [
 ]
 
 
+#: Workloads for one test each, outside the corpus that the benchmarks run.
+VARIANTS = [
+    Workload(
+        "one_dict_every_fifth_call_and_a_setting_loaded_once",
+        "leaking",
+        "one small dict every fifth call, and a setting loaded on the ninth",
+        one_dict_every_fifth_call_and_a_setting_loaded_once,
+        "AUDIT",
+    ),
+]
+
+
 def get(name: str) -> Workload:
-    for workload in WORKLOADS:
+    for workload in WORKLOADS + VARIANTS:
         if workload.name == name:
             return workload
     raise KeyError(name)
@@ -608,7 +635,7 @@ def main(argv: list[str]) -> int:
     import time
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("name", choices=[w.name for w in WORKLOADS])
+    parser.add_argument("name", choices=[w.name for w in WORKLOADS + VARIANTS])
     parser.add_argument("--iterations", type=int, default=None)
     parser.add_argument("--max-iterations", type=int, default=None)
     args = parser.parse_args(argv)

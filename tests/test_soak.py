@@ -19,7 +19,7 @@ import pytest
 import reftrace
 from reftrace.demo import agent as demo
 from reftrace.soak import SoakReport, default_warmup
-from reftrace.stats import judge
+from reftrace.stats import fewer_than_expected, judge
 
 # Module globals the lifecycles below keep things in, as a service would.
 REQUESTS_SEEN: list[list[str]] = []
@@ -490,6 +490,21 @@ def test_judge_needs_growth_spread_over_the_window() -> None:
     trend = judge("objects", [i // 3 for i in range(25)], exact=True)
     assert trend.grew == 4 and trend.shrank == 0
     assert trend.growing
+
+
+def test_a_slowdown_must_be_more_than_counting_explains() -> None:
+    # Equal stretches: 6 events then 4 is what an unchanged rate gives often.
+    assert fewer_than_expected(6, 4, 0.5) == pytest.approx(386 / 1024)
+    # A vocabulary filling up: 84 new blocks, then 47.
+    assert fewer_than_expected(84, 47, 0.5) < 0.001
+    # The second stretch twice as long: 47 then 61 is fewer than the 72 expected.
+    assert fewer_than_expected(47, 61, 2 / 3) < 0.05
+    # Large counts use the normal approximation; a 20% fall is then certain.
+    assert fewer_than_expected(5000, 4000, 0.5) < 1e-12
+    assert fewer_than_expected(3000, 2950, 0.5) > 0.05
+    # Shrinking is a slowdown; nothing at all shows nothing.
+    assert fewer_than_expected(10, -3, 0.5) == 0.0
+    assert fewer_than_expected(0, 0, 0.5) == 1.0
 
 
 # -- bounds ----------------------------------------------------------------------------

@@ -143,6 +143,19 @@ def test_an_irregular_leak_is_confirmed_by_its_rate_before_the_judged_calls() ->
     assert "slowing down" in sr["reason"]
 
 
+def test_a_few_more_blocks_before_the_judged_calls_are_not_a_slowdown() -> None:
+    # 7 blocks before the judged calls (two dicts, and a setting loaded once),
+    # 4 in them: a rate that fell by more than a quarter, but counting alone
+    # gives such a split one time in four. A run ten times longer says leaking.
+    name = "one_dict_every_fifth_call_and_a_setting_loaded_once"
+    sr = _soak(get(name), max_iterations=30)
+    assert (sr["verdict"], sr["confidence"]) == ("leaking", "high"), sr["text"]
+    assert sr["containers"][0]["expression"] == "AUDIT"
+    if BUDGET is None:
+        sr = _soak(get(name), max_iterations=300, iterations=300)
+        assert (sr["verdict"], sr["confidence"]) == ("leaking", "high"), sr["text"]
+
+
 @pytest.mark.skipif(BUDGET is not None, reason="the 10x runs are for the full-budget session")
 @pytest.mark.parametrize(
     "name", ["listener", "string_grows", "linked_chain", "nested_history", "dict_sawtooth"]
