@@ -9,6 +9,7 @@ name the field that is wrong.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -218,7 +219,7 @@ class Report(views.Shown):
     @classmethod
     def from_dict(cls, data: object, *, source: str = "<data>") -> Report:
         """A report rebuilt from ``to_dict()`` data; ``ReportFormatError`` when invalid."""
-        return _Reader(source).report(data)
+        return Reader(source).report(data)
 
     def render(
         self,
@@ -258,7 +259,7 @@ def load(path: str | os.PathLike[str]) -> Report:
 
 def loads(text: str | bytes, *, source: str = "<string>") -> Report:
     """A report from JSON text (as ``to_json`` and ``save`` write it)."""
-    reader = _Reader(source)
+    reader = Reader(source)
     if isinstance(text, bytes):
         if text[:1] == b"\x80":
             reader.fail(
@@ -286,7 +287,7 @@ def loads(text: str | bytes, *, source: str = "<string>") -> Report:
 
 def read_proof(data: object, source: str) -> Proof:
     """A proof from its ``to_dict()`` data; ``ReportFormatError`` naming ``source``."""
-    return _Reader(source).proof(data, "proof")
+    return Reader(source).proof(data, "proof")
 
 
 def _type_of(value: object) -> str:
@@ -301,26 +302,41 @@ def _type_of(value: object) -> str:
     return type(value).__name__
 
 
-class _Reader:
-    """Checks and converts saved data, naming the field of any mistake (no recursion)."""
+class Reader:
+    """Checks and converts saved data, naming the field of any mistake (no recursion).
+
+    Each method reads one part from JSON-ready data (as ``json.loads`` makes
+    it) at ``where``, a field name like ``leaks[2].path``, and raises
+    ``ReportFormatError`` naming ``source`` and the field when it is wrong.
+    ``reftrace.soak_report`` reads soak reports with the same checks.
+    """
 
     def __init__(self, source: str) -> None:
         self.source = source
 
+    @staticmethod
+    def at(where: str, key: str) -> str:
+        """The name of field ``key`` inside ``where`` (``leaks[2].path``)."""
+        return _at(where, key)
+
     def fail(self, where: str, problem: str) -> NoReturn:
+        """Raise ``ReportFormatError``: the field ``where`` has ``problem``."""
         raise ReportFormatError(self.source, where, problem)
 
     def obj(self, value: object, where: str) -> dict[str, Any]:
+        """``value``, which must be a JSON object."""
         if not isinstance(value, dict):
             self.fail(where, f"expected an object, got {_type_of(value)}")
         return value
 
     def get(self, data: dict[str, Any], key: str, where: str) -> Any:
+        """``data[key]``, which must be there."""
         if key not in data:
             self.fail(_at(where, key), "missing")
         return data[key]
 
     def str_(self, data: dict[str, Any], key: str, where: str) -> str:
+        """``data[key]``, a str."""
         value = self.get(data, key, where)
         if not isinstance(value, str):
             self.fail(_at(where, key), f"expected str, got {_type_of(value)}")
@@ -335,35 +351,83 @@ class _Reader:
         return value
 
     def opt_str(self, data: dict[str, Any], key: str, where: str) -> str | None:
+        """``data[key]``, a str or null."""
         value = self.get(data, key, where)
         if value is not None and not isinstance(value, str):
             self.fail(_at(where, key), f"expected str or null, got {_type_of(value)}")
         return value
 
-    def int_(self, data: dict[str, Any], key: str, where: str) -> int:
+    def int_(self, data: dict[str, Any], key: str, where: str, *, signed: bool = False) -> int:
+        """``data[key]``, an int: a count (0 or more) unless ``signed``."""
         value = self.get(data, key, where)
+        return self.int_value(value, _at(where, key), signed=signed)
+
+    def int_value(self, value: object, where: str, *, signed: bool = False) -> int:
+        """``value`` (the field ``where``), an int: a count (0 or more) unless ``signed``."""
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(_at(where, key), f"expected int, got {_type_of(value)}")
-        if value < 0:
-            self.fail(_at(where, key), f"expected a count (0 or more), got {value}")
+            self.fail(where, f"expected int, got {_type_of(value)}")
+        if value < 0 and not signed:
+            self.fail(where, f"expected a count (0 or more), got {value}")
         return value
 
+    def opt_int(self, data: dict[str, Any], key: str, where: str) -> int | None:
+        """``data[key]``, a count (0 or more) or null."""
+        if self.get(data, key, where) is None:
+            return None
+        return self.int_(data, key, where)
+
+    def float_(self, data: dict[str, Any], key: str, where: str) -> float:
+        """``data[key]``, a number (int or float), as a float."""
+        value = self.get(data, key, where)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(_at(where, key), f"expected a number, got {_type_of(value)}")
+        return float(value)
+
     def bool_(self, data: dict[str, Any], key: str, where: str) -> bool:
+        """``data[key]``, a bool."""
         value = self.get(data, key, where)
         if not isinstance(value, bool):
             self.fail(_at(where, key), f"expected bool, got {_type_of(value)}")
         return value
 
     def list_(self, data: dict[str, Any], key: str, where: str) -> list[Any]:
+        """``data[key]``, a list."""
         value = self.get(data, key, where)
         if not isinstance(value, list):
             self.fail(_at(where, key), f"expected a list, got {_type_of(value)}")
         return value
 
+    def ints(self, data: dict[str, Any], key: str, where: str) -> list[int]:
+        """``data[key]``, a list of counts (0 or more)."""
+        at = _at(where, key)
+        return [self.int_value(n, f"{at}[{i}]") for i, n in enumerate(self.list_(data, key, where))]
+
+    def strs(self, data: dict[str, Any], key: str, where: str) -> list[str]:
+        """``data[key]``, a list of str."""
+        values = self.list_(data, key, where)
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                self.fail(f"{_at(where, key)}[{i}]", f"expected str, got {_type_of(value)}")
+        return list(values)
+
+    def timings(self, data: dict[str, Any], key: str, where: str) -> dict[str, float]:
+        """``data[key]``, an object of seconds by name."""
+        timings: dict[str, float] = {}
+        for name, seconds in self.dict_(data, key, where).items():
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                self.fail(
+                    f"{_at(where, key)}[{name!r:.80}]",
+                    f"expected a number, got {_type_of(seconds)}",
+                )
+            timings[name] = seconds
+        return timings
+
     def dict_(self, data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+        """``data[key]``, a JSON object."""
         return self.obj(self.get(data, key, where), _at(where, key))
 
     def pair(self, value: object, where: str) -> tuple[str, int]:
+        """``value``, a ``[name, count]`` pair."""
         if not isinstance(value, list) or len(value) != 2:
             self.fail(where, f"expected a [name, count] pair, got {_type_of(value)}")
         name, count = value
@@ -376,6 +440,7 @@ class _Reader:
     # -- the parts of a report --
 
     def root(self, value: object, where: str) -> Root:
+        """A path's root."""
         data = self.obj(value, where)
         return Root(
             kind=self.choice(data, "kind", where, RootKind),
@@ -386,6 +451,7 @@ class _Reader:
         )
 
     def step(self, value: object, where: str) -> Step:
+        """One step of a path."""
         data = self.obj(value, where)
         status = self.choice(data, "status", where, Age)
         return Step(
@@ -401,6 +467,7 @@ class _Reader:
         )
 
     def store_site(self, value: object, where: str) -> StoreSite:
+        """Where a reference was stored: frames, and the index of the user's."""
         data = self.obj(value, where)
         frames = []
         for i, item in enumerate(self.list_(data, "frames", where)):
@@ -420,6 +487,7 @@ class _Reader:
         return StoreSite(tuple(frames), user)
 
     def proof(self, value: object, where: str) -> Proof:
+        """The proof of a finding."""
         data = self.obj(value, where)
         types = self.list_(data, "freed_types", where)
         seconds = self.get(data, "seconds", where)
@@ -441,6 +509,7 @@ class _Reader:
         )
 
     def path(self, data: dict[str, Any], where: str) -> Path | None:
+        """``data["path"]``: a path from a root, or None for null."""
         value = self.get(data, "path", where)
         if value is None:
             return None
@@ -452,6 +521,7 @@ class _Reader:
         return Path(root, tuple([self.step(step, f"{at}[{i}]") for i, step in enumerate(steps)]))
 
     def leak(self, value: object, where: str) -> Leak:
+        """One leak (without its object: ``leak.object`` is None)."""
         data = self.obj(value, where)
         return Leak(
             type_name=self.str_(data, "type", where),
@@ -464,6 +534,7 @@ class _Reader:
         )
 
     def survivor(self, value: object, where: str) -> SurvivorGroup:
+        """One survivor group."""
         data = self.obj(value, where)
         types = self.list_(data, "top_types", where)
         at = _at(where, "top_types")
@@ -489,6 +560,7 @@ class _Reader:
         )
 
     def allocation(self, value: object, where: str) -> Allocation:
+        """One allocation site."""
         data = self.obj(value, where)
         frames = self.list_(data, "traceback", where)
         at = _at(where, "traceback")
@@ -502,61 +574,57 @@ class _Reader:
             traceback=tuple(frames),
         )
 
-    def report(self, value: object) -> Report:
-        data = self.obj(value, "")
+    def report(self, value: object, where: str = "") -> Report:
+        """A whole report, as ``Report.to_dict`` writes it (at ``where``, when nested)."""
+        data = self.obj(value, where)
+        at = functools.partial(_at, where)
         if "format" not in data:
-            self.fail("format", f"missing: not a reftrace report (expected {FORMAT_NAME!r})")
+            self.fail(at("format"), f"missing: not a reftrace report (expected {FORMAT_NAME!r})")
         if data["format"] != FORMAT_NAME:
-            self.fail("format", f"expected {FORMAT_NAME!r}, got {data['format']!r:.80}")
-        version = self.get(data, "version", "")
+            self.fail(at("format"), f"expected {FORMAT_NAME!r}, got {data['format']!r:.80}")
+        version = self.get(data, "version", where)
         if isinstance(version, bool) or not isinstance(version, int):
-            self.fail("version", f"expected int, got {_type_of(version)}")
+            self.fail(at("version"), f"expected int, got {_type_of(version)}")
         if version != FORMAT_VERSION:
             self.fail(
-                "version", f"unsupported version {version}: this reftrace reads {FORMAT_VERSION}"
+                at("version"),
+                f"unsupported version {version}: this reftrace reads {FORMAT_VERSION}",
             )
-        notes = self.list_(data, "notes", "")
-        for i, note in enumerate(notes):
-            if not isinstance(note, str):
-                self.fail(f"notes[{i}]", f"expected str, got {_type_of(note)}")
-        timings: dict[str, float] = {}
-        for name, seconds in self.dict_(data, "timings", "").items():
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                self.fail(f"timings[{name!r:.80}]", f"expected a number, got {_type_of(seconds)}")
-            timings[name] = seconds
+        notes = self.strs(data, "notes", where)
+        timings = self.timings(data, "timings", where)
         finding_sizes: dict[str, tuple[int, int]] = {}
-        for signature, sizes in self.dict_(data, "finding_sizes", "").items():
-            where = f"finding_sizes[{signature!r:.80}]"
+        for signature, sizes in self.dict_(data, "finding_sizes", where).items():
+            field_name = at(f"finding_sizes[{signature!r:.80}]")
             if not isinstance(sizes, list) or len(sizes) != 2:
-                self.fail(where, f"expected a [bytes, objects] pair, got {_type_of(sizes)}")
+                self.fail(field_name, f"expected a [bytes, objects] pair, got {_type_of(sizes)}")
             if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
-                self.fail(where, "expected two ints")
+                self.fail(field_name, "expected two ints")
             finding_sizes[signature] = (sizes[0], sizes[1])
         proofs: dict[str, Proof] = {}
         # absent from reports saved before proofs existed
-        saved = self.dict_(data, "proofs", "") if "proofs" in data else {}
-        for signature, value in saved.items():
-            proofs[signature] = self.proof(value, f"proofs[{signature!r:.80}]")
+        saved = self.dict_(data, "proofs", where) if "proofs" in data else {}
+        for signature, item in saved.items():
+            proofs[signature] = self.proof(item, at(f"proofs[{signature!r:.80}]"))
         stores: dict[str, StoreSite] = {}
-        saved = self.dict_(data, "stores", "") if "stores" in data else {}
-        for signature, value in saved.items():
-            stores[signature] = self.store_site(value, f"stores[{signature!r:.80}]")
-        leaks = self.list_(data, "leaks", "")
-        survivors = self.list_(data, "survivors", "")
-        allocations = self.list_(data, "allocations", "")
-        read_leaks = [self.leak(leak, f"leaks[{i}]") for i, leak in enumerate(leaks)]
+        saved = self.dict_(data, "stores", where) if "stores" in data else {}
+        for signature, item in saved.items():
+            stores[signature] = self.store_site(item, at(f"stores[{signature!r:.80}]"))
+        leaks = self.list_(data, "leaks", where)
+        survivors = self.list_(data, "survivors", where)
+        allocations = self.list_(data, "allocations", where)
+        read_leaks = [self.leak(leak, at(f"leaks[{i}]")) for i, leak in enumerate(leaks)]
         return Report(
             leaks=read_leaks,
-            survivors=[self.survivor(s, f"survivors[{i}]") for i, s in enumerate(survivors)],
+            survivors=[self.survivor(s, at(f"survivors[{i}]")) for i, s in enumerate(survivors)],
             allocations=[
-                self.allocation(a, f"allocations[{i}]") for i, a in enumerate(allocations)
+                self.allocation(a, at(f"allocations[{i}]")) for i, a in enumerate(allocations)
             ],
-            tracked=self.int_(data, "tracked", ""),
-            collected=self.int_(data, "collected", ""),
-            new_objects=self.int_(data, "new_objects", ""),
-            notes=list(notes),
+            tracked=self.int_(data, "tracked", where),
+            collected=self.int_(data, "collected", where),
+            new_objects=self.int_(data, "new_objects", where),
+            notes=notes,
             timings=timings,
-            handles=self.int_(data, "handles", ""),
+            handles=self.int_(data, "handles", where),
             findings=group_leaks(read_leaks, finding_sizes, proofs, stores),
         )
 
@@ -582,6 +650,7 @@ __all__ = [
     "Path",
     "Proof",
     "Report",
+    "Reader",
     "ReportFormatError",
     "Root",
     "Step",
