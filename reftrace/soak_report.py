@@ -238,6 +238,9 @@ class SoakReport(views.Shown):
     bytes_per_iteration: float = 0.0
     #: what to run to settle an inconclusive verdict
     settle: str = ""
+    #: what one iteration is, as the text says it: ``"call"`` for ``soak()``,
+    #: ``"sample"`` for a process watched over time
+    unit: str = "call"
 
     @property
     def leaking(self) -> bool:
@@ -312,6 +315,7 @@ class SoakReport(views.Shown):
             "sample": self.sample.to_dict() if self.sample is not None else None,
             "notes": list(self.notes),
             "timings": dict(self.timings),
+            "unit": self.unit,
         }
         masked = mask_data(data)
         assert isinstance(masked, dict)

@@ -415,12 +415,12 @@ def _rates(w: Weighing) -> str:
     return " and ".join(parts)
 
 
-def _how_often(w: Weighing) -> str:
+def _how_often(w: Weighing, unit: str) -> str:
     trends = w.exact or ([w.malloc] if w.malloc is not None else [])
     trend = max(trends, key=lambda t: t.grew / max(t.window, 1))
     if trend.every_interval:
-        return f"in each of the last {plural(trend.window, 'call')}"
-    return f"in {trend.grew} of the last {plural(trend.window, 'call')}"
+        return f"in each of the last {plural(trend.window, unit)}"
+    return f"in {trend.grew} of the last {plural(trend.window, unit)}"
 
 
 def _distinct(containers: list[GrowingContainer]) -> list[GrowingContainer]:
@@ -431,11 +431,12 @@ def _distinct(containers: list[GrowingContainer]) -> list[GrowingContainer]:
     return list(seen.values())
 
 
-#: Why growth was too weak to call, as the inconclusive verdict says it.
+#: Why growth was too weak to call, as the inconclusive verdict says it
+#: (``{unit}``: what one iteration is).
 _WEAK_BECAUSE = {
     "memory only": "memory outside pymalloc only, not steady enough to call",
     "unconfirmed": (
-        "the growth varies from call to call and no second stage confirmed its "
+        "the growth varies from {unit} to {unit} and no second stage confirmed its "
         "rate (a cache filling from many keys looks like this)"
     ),
     "no holder": "not yet seen at the same rate a second time",
@@ -447,9 +448,18 @@ _WEAK_BECAUSE = {
 
 
 def explain(
-    w: Weighing, containers: list[GrowingContainer], stopped: list[GrowingContainer], n: int
+    w: Weighing,
+    containers: list[GrowingContainer],
+    stopped: list[GrowingContainer],
+    n: int,
+    *,
+    unit: str = "call",
 ) -> str:
-    """One line a person believes: what was seen, over how long, and what holds it."""
+    """One line a person believes: what was seen, over how long, and what holds it.
+
+    ``unit`` is what one iteration is: ``"call"`` for a soak, ``"sample"``
+    for a process measured over time.
+    """
     window = max(w.objects.window, w.blocks.window)
     holders = [c for c in containers if c.holder]
     filling = _distinct([c for c in containers if c.status == "filling"])
@@ -458,7 +468,7 @@ def explain(
     )
     if w.verdict == "not leaking" and not w.weak_because:
         if window < 4 and not w.exact:
-            return f"no growth seen, but judged on only {plural(w.measured, 'call')} after warm-up"
+            return f"no growth seen, but judged on only {plural(w.measured, unit)} after warm-up"
         if (w.exact or w.buffers) and full:
             listed = "; ".join(c.describe() for c in full[:2])
             if all(c.status == "declared" for c in full):
@@ -466,17 +476,16 @@ def explain(
             return f"what grew is bounded containers that filled: {listed}"
         if w.objects.change == 0 and w.blocks.change == 0 and not w.objects.grew + w.blocks.grew:
             text = (
-                "flat: objects and allocated blocks unchanged over the last "
-                f"{plural(window, 'call')}"
+                f"flat: objects and allocated blocks unchanged over the last {plural(window, unit)}"
             )
         elif not w.exact and not w.malloc_growth:
             rose = [t for t in (w.objects, w.blocks) if t.grew]
             detail = ", ".join(f"{t.name} rose in {t.grew} and fell in {t.shrank}" for t in rose)
-            text = f"no steady growth over the last {plural(window, 'call')}"
+            text = f"no steady growth over the last {plural(window, unit)}"
             if detail:
                 text += f" ({detail}): it falls back, not a trend"
         else:
-            text = f"no growth over the last {plural(window, 'call')}"
+            text = f"no growth over the last {plural(window, unit)}"
         if full:
             text += "; " + "; ".join(c.describe() for c in full[:2])
         elif stopped:
@@ -491,20 +500,20 @@ def explain(
         holder = holders[0]
         text = (
             f"the {holder.type_name} at {holder.name} grows by "
-            f"{human_size(holder.per_iteration)} per call, at each of the last "
+            f"{human_size(holder.per_iteration)} per {unit}, at each of the last "
             f"{plural(len(holder.lengths) - 1, 'checkpoint')}"
         )
         if w.exact:
-            text = f"{_rates(w)} per call; {text}"
+            text = f"{_rates(w)} per {unit}; {text}"
     elif holders:
         holder = holders[0]
         intervals = len(holder.lengths) - 1
         text = (
-            f"{rates} per call, {_how_often(w)}; held by {holder.name}, which grew at each "
+            f"{rates} per {unit}, {_how_often(w, unit)}; held by {holder.name}, which grew at each "
             f"of {plural(intervals, 'checkpoint')} with no bound"
         )
     elif w.exact or w.malloc_growth:
-        text = f"{rates} per call, {_how_often(w)}; no container on the heap holds them"
+        text = f"{rates} per {unit}, {_how_often(w, unit)}; no container on the heap holds them"
     else:
         text = "no growth"
     if w.verdict == "inconclusive":
@@ -512,20 +521,20 @@ def explain(
         if w.declining and w.stage_rates is not None:
             before, since = w.stage_rates.rates
             text += (
-                f"; slowing down, from {before:,.3g} to {since:,.3g} per call since the "
+                f"; slowing down, from {before:,.3g} to {since:,.3g} per {unit} since the "
                 "stage before: a cache still filling looks like this"
             )
         elif halves:
             t = halves[0]
             text += (
                 f"; slowing down ({t.name} +{t.early:,} then +{t.late:,} over the two halves "
-                "of the judged calls): a cache still filling looks like this"
+                f"of the judged {unit}s): a cache still filling looks like this"
             )
         elif w.weak_because in _WEAK_BECAUSE:
-            text += "; " + _WEAK_BECAUSE[w.weak_because]
+            text += "; " + _WEAK_BECAUSE[w.weak_because].format(unit=unit)
         elif w.weak_because == "short":
-            text += f"; judged on only {plural(window, 'call')}"
-        text += f"; the budget of {plural(n, 'call')} ran out"
+            text += f"; judged on only {plural(window, unit)}"
+        text += f"; the budget of {plural(n, unit)} ran out"
     elif w.weak_because == "no holder":
         text += " (held from C, or by a chain of objects)"
     elif w.weak_because == "memory only":

@@ -30,7 +30,7 @@ from reftrace.renderers.graph import add_path
 from reftrace.renderers.text import render_leak, render_path, render_store
 from reftrace.report import Path
 from reftrace.soak_report import GrowingContainer, SoakReport
-from reftrace.units import duration, human_size, signed_size
+from reftrace.units import duration, human_size, plural, signed_size
 
 #: Longest shown form of a container's name or label.
 NAME_WIDTH = 70
@@ -38,6 +38,21 @@ NAME_WIDTH = 70
 
 def _rate(value: float) -> str:
     return f"{value:+,.1f}" if abs(value) < 100 else f"{value:+,.0f}"
+
+
+def _step(sr: SoakReport) -> str:
+    """One iteration, as the text names it: ``iteration`` for a soak's calls, else the unit."""
+    return "iteration" if sr.unit == "call" else clean(sr.unit, 30)
+
+
+def _steps(sr: SoakReport, n: int) -> str:
+    """``n`` iterations: ``30 iterations`` for a soak (even one), else ``30 samples``."""
+    return f"{n:,} iterations" if sr.unit == "call" else plural(n, _step(sr))
+
+
+def _one_more(sr: SoakReport) -> str:
+    """The extra iteration that was sampled: ``one more call`` (or sample)."""
+    return f"one more {clean(sr.unit, 30)}"
 
 
 def headline(sr: SoakReport) -> str:
@@ -48,10 +63,10 @@ def headline(sr: SoakReport) -> str:
 def _iterations_text(sr: SoakReport) -> str:
     if sr.extra > 0:
         return (
-            f"{sr.iterations:,} iterations ({sr.requested:,} asked, {sr.extra:,} more to "
+            f"{_steps(sr, sr.iterations)} ({sr.requested:,} asked, {sr.extra:,} more to "
             f"decide; {sr.warmup} warm-up)"
         )
-    return f"{sr.iterations:,} iterations ({sr.warmup} warm-up)"
+    return f"{_steps(sr, sr.iterations)} ({sr.warmup} warm-up)"
 
 
 def _summary(sr: SoakReport) -> str:
@@ -64,6 +79,12 @@ def _summary(sr: SoakReport) -> str:
         parts.append(f"malloc {signed_size(sr.malloc[-1] - sr.malloc[start])}")
     calls = sr.timings.get("per_iteration_calls", 0.0)
     overhead = sr.timings.get("per_iteration_overhead", 0.0)
+    if sr.unit != "call":
+        # nothing is called, so nothing is timed but the measuring
+        return (
+            f"{_iterations_text(sr)}; after warm-up, {', '.join(parts)}; "
+            f"{duration(overhead)} measuring per {_step(sr)}"
+        )
     return (
         f"{_iterations_text(sr)}; after warm-up, {', '.join(parts)}; "
         f"{duration(calls)} per call, {duration(overhead)} measuring per iteration"
@@ -75,7 +96,7 @@ def _types_lines(sr: SoakReport) -> list[str]:
         return []
     width = max(28, min(NAME_WIDTH, max(len(clean(t.name, NAME_WIDTH)) for t in sr.types) + 2))
     lines = [
-        "growth per iteration, by type:",
+        f"growth per {_step(sr)}, by type:",
         f"  {'type':<{width}} {'objects':>10} {'bytes':>11}",
     ]
     footnote = False
@@ -90,49 +111,50 @@ def _types_lines(sr: SoakReport) -> list[str]:
     if footnote:
         lines.append(
             "  * not tracked by the gc: counted among the items the growing "
-            "containers gained in one more call"
+            f"containers gained in {_one_more(sr)}"
         )
     return lines
 
 
-def _container_stats(container: GrowingContainer) -> str:
+def _container_stats(sr: SoakReport, container: GrowingContainer) -> str:
     lengths = container.lengths
+    step = _step(sr)
     if container.unit == "bytes":
         return (
             f"{clean(container.type_name, 30)}: {signed_size(container.per_iteration)} per "
-            f"iteration ({human_size(lengths[0][1])} after iteration {lengths[0][0]}, "
+            f"{step} ({human_size(lengths[0][1])} after {step} {lengths[0][0]}, "
             f"{human_size(lengths[-1][1])} after {lengths[-1][0]})"
         )
     return (
         f"{clean(container.type_name, 30)}: {_rate(container.per_iteration)} items per "
-        f"iteration ({lengths[0][1]:,} items after iteration {lengths[0][0]}, "
+        f"{step} ({lengths[0][1]:,} items after {step} {lengths[0][0]}, "
         f"{lengths[-1][1]:,} after {lengths[-1][0]})"
     )
 
 
-def _container_head(container: GrowingContainer) -> str:
-    return f"{clean(container.name, 100)}  {_container_stats(container)}"
+def _container_head(sr: SoakReport, container: GrowingContainer) -> str:
+    return f"{clean(container.name, 100)}  {_container_stats(sr, container)}"
 
 
-def _status_line(container: GrowingContainer) -> str:
+def _status_line(sr: SoakReport, container: GrowingContainer) -> str:
     text = clean(container.describe(), 200)
     if container.kept_objects:
         text = (
-            f"one call's items keep {container.kept_objects:,} objects, "
+            f"one {clean(sr.unit, 30)}'s items keep {container.kept_objects:,} objects, "
             f"{human_size(container.kept_bytes)} alive; {text}"
         )
     return text
 
 
-def _container_lines(container: GrowingContainer) -> list[str]:
+def _container_lines(sr: SoakReport, container: GrowingContainer) -> list[str]:
     lines = [
         clean(container.name, 100),
-        "  " + _container_stats(container),
-        "  " + _status_line(container),
+        "  " + _container_stats(sr, container),
+        "  " + _status_line(sr, container),
     ]
     if container.item_types:
         listed = ", ".join(f"{clean(name, 40)} ×{n}" for name, n in container.item_types)
-        lines.append(f"  gained in one more call: {listed}")
+        lines.append(f"  gained in {_one_more(sr)}: {listed}")
     if container.samples and not container.weak:
         leak = container.samples[0]
         traced = len(container.samples)
@@ -173,7 +195,7 @@ def _stopped_lines(sr: SoakReport) -> list[str]:
             lines.append(f"    {clean(container.describe(), 200)}")
         else:
             lines.append(
-                f"    {first[1]:,} items after iteration {first[0]}, {last[1]:,} after "
+                f"    {first[1]:,} items after {_step(sr)} {first[0]}, {last[1]:,} after "
                 f"{last[0]}, then no more"
             )
     return lines
@@ -191,8 +213,8 @@ def _projection_lines(sr: SoakReport) -> list[str]:
     holders = bool(sr.holders)
     lines = [
         f"projection at the measured rate ({max(objects, 0):,.1f} objects, "
-        f"{human_size(round(max(memory, 0)))} per iteration):",
-        f"  {'iterations':>10} {'objects':>12} {'memory':>11}"
+        f"{human_size(round(max(memory, 0)))} per {_step(sr)}):",
+        f"  {_step(sr) + 's':>10} {'objects':>12} {'memory':>11}"
         + (f" {'container items':>16}" if holders else ""),
     ]
     for row in rows:
@@ -220,10 +242,10 @@ def render_soak(sr: SoakReport) -> str:
         out.append("")
         out.append(_containers_title(sr))
         for container in detailed:
-            out.extend("  " + line for line in _container_lines(container))
+            out.extend("  " + line for line in _container_lines(sr, container))
     elif sr.verdict != "not leaking" and sr.sample is not None and sr.sample.survivors:
         out.append("")
-        out.append("no container grew at every checkpoint; one more call left behind:")
+        out.append(f"no container grew at every checkpoint; {_one_more(sr)} left behind:")
         for group in sr.sample.survivors[:3]:
             out.extend("  " + line for line in str(group).splitlines())
     if weak:
@@ -233,14 +255,14 @@ def render_soak(sr: SoakReport) -> str:
             "above, never the holder:"
         )
         for container in weak:
-            out.append(f"  {clean(container.name, 100)}  {_container_stats(container)}")
+            out.append(f"  {clean(container.name, 100)}  {_container_stats(sr, container)}")
     stopped = _stopped_lines(sr)
     if stopped:
         out.append("")
         out.extend(stopped)
     if sr.verdict != "not leaking" and sr.sites:
         out.append("")
-        out.append("allocated by one more call and still in use after it, by line:")
+        out.append(f"allocated by {_one_more(sr)} and still in use after it, by line:")
         for site in sr.sites[:5]:
             out.append(
                 f"  {signed_size(site.bytes_per_iteration):>11} "
@@ -281,7 +303,8 @@ def render_soak_html(sr: SoakReport) -> str:
             for t in sr.types
         )
         parts.append(
-            "<h4>Growth per iteration, by type</h4><table><tr><th>type</th><th>objects</th>"
+            f"<h4>Growth per {html.escape(_step(sr))}, by type</h4><table><tr><th>type</th>"
+            "<th>objects</th>"
             f"<th>bytes</th></tr>{rows}</table>"
         )
     if sr.containers:
@@ -294,10 +317,9 @@ def render_soak_html(sr: SoakReport) -> str:
                 trace = _pre(render_path(container.path))
             if container.stored_at is not None:
                 trace += _pre(render_store(container.stored_at))
-            status = f"<br><i>{escape(_status_line(container), 300)}</i>"
-            items.append(
-                f"<li><code>{escape(_container_head(container), 300)}</code>{status}{trace}</li>"
-            )
+            status = f"<br><i>{escape(_status_line(sr, container), 300)}</i>"
+            head = escape(_container_head(sr, container), 300)
+            items.append(f"<li><code>{head}</code>{status}{trace}</li>")
         parts.append("<h4>Growing containers</h4><ul>" + "".join(items) + "</ul>")
     if sr.stopped:
         parts.append(_pre(_stopped_lines(sr)))
@@ -312,7 +334,8 @@ def render_soak_html(sr: SoakReport) -> str:
             for p in sr.projection()
         )
         parts.append(
-            "<h4>Projection at the measured rate</h4><table><tr><th>iterations</th>"
+            "<h4>Projection at the measured rate</h4><table>"
+            f"<tr><th>{html.escape(_step(sr))}s</th>"
             f"<th>objects</th><th>memory</th><th>container items</th></tr>{rows}</table>"
         )
     for note in sr.notes:
@@ -367,7 +390,7 @@ def _panel(
         f"{html.escape(fmt(low))}</text>"
         f"<text x='{left}' y='{top + height + 14}' font-size='10'>0</text>"
         f"<text x='{left + inner}' y='{top + height + 14}' font-size='10' text-anchor='end'>"
-        f"{len(values) - 1} iterations</text>"
+        f"{html.escape(_steps(sr, len(values) - 1))}</text>"
     )
     return out
 
@@ -413,7 +436,7 @@ def _graph_svg(sr: SoakReport) -> str | None:
     None when there is nothing to draw or no layout program."""
     items: list[tuple[Path, str]] = []
     for container in sr.containers:
-        summary = f"growing: {container.per_iteration:+.1f} items per iteration"
+        summary = f"growing: {container.per_iteration:+.1f} items per {_step(sr)}"
         if container.path is not None:
             items.append((_masked(container.path), summary))
         for leak in container.samples[:1]:
