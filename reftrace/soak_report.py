@@ -8,14 +8,15 @@ reference to an object of the program.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from reftrace import views
-from reftrace.bounds import Bound
+from reftrace.bounds import Bound, BoundKind
 from reftrace.redact import mask_data
-from reftrace.report import Leak, Path, Report, StoreSite
+from reftrace.report import Leak, Path, Reader, Report, ReportFormatError, StoreSite
 from reftrace.stats import Trend
 
 Verdict = Literal["leaking", "not leaking", "inconclusive"]
@@ -325,7 +326,202 @@ class SoakReport(views.Shown):
         """``to_dict()`` as JSON text; ``kwargs`` go to ``json.dumps``."""
         return json.dumps(self.to_dict(), **kwargs)
 
+    @classmethod
+    def from_dict(cls, data: object, *, source: str = "<data>") -> SoakReport:
+        """A soak report rebuilt from ``to_dict()`` data (after ``json.loads``).
+
+        Every field is checked; ``ReportFormatError`` names ``source`` and the
+        field that is wrong. What ``to_dict`` derives (``leaking``,
+        ``projection``, a container's ``name``, ``expression`` and
+        ``status``) is not read back: it is derived again.
+        """
+        return _SoakReader(source).soak_report(data)
+
     def render(self, path: str, format: str | None = None) -> str:
         """Write an SVG: growth over the iterations, and the retention graph
         of the growing containers. Returns the path written."""
         return views.write(self, path, format=format)
+
+
+def loads(text: str | bytes, *, source: str = "<string>") -> SoakReport:
+    """A soak report from JSON text, as ``SoakReport.to_json`` writes it.
+
+    Raises ``ReportFormatError`` naming ``source`` and the field when the
+    text is not JSON or not a valid soak report.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as error:
+            raise ReportFormatError(
+                source, "", f"not UTF-8 text (invalid byte at offset {error.start})"
+            ) from None
+    if not isinstance(text, str):
+        raise TypeError(f"loads() needs str or bytes, got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ReportFormatError(source, "", "not valid JSON: nested too deeply") from None
+    except ValueError as error:
+        raise ReportFormatError(source, "", f"not valid JSON: {error}") from None
+    return SoakReport.from_dict(data, source=source)
+
+
+_T = TypeVar("_T")
+
+#: What one iteration may be called: a short lowercase word or two (shown as is).
+_UNIT = re.compile(r"[a-z]+(?:[ -][a-z]+)?")
+
+
+class _SoakReader(Reader):
+    """Reads the parts of a soak report, on top of a saved report's checks."""
+
+    def trend(self, value: object, where: str) -> Trend:
+        """A counter's trend (``Trend.to_dict``)."""
+        data = self.obj(value, where)
+        return Trend(
+            name=self.str_(data, "name", where),
+            per_iteration=self.float_(data, "per_iteration", where),
+            window=self.int_(data, "window", where),
+            grew=self.int_(data, "grew", where),
+            shrank=self.int_(data, "shrank", where),
+            change=self.int_(data, "change", where, signed=True),
+            p_value=self.float_(data, "p_value", where),
+            growing=self.bool_(data, "growing", where),
+            early=self.int_(data, "early", where, signed=True),
+            late=self.int_(data, "late", where, signed=True),
+            regular=self.bool_(data, "regular", where),
+        )
+
+    def bound(self, data: dict[str, Any], where: str) -> Bound | None:
+        """``data["bound"]``: what limits a container, or None for null."""
+        value = self.get(data, "bound", where)
+        if value is None:
+            return None
+        where = self.at(where, "bound")
+        bound = self.obj(value, where)
+        return Bound(
+            kind=self.choice(bound, "kind", where, BoundKind),
+            limit=self.opt_int(bound, "limit", where),
+            owner=self.str_(bound, "owner", where),
+        )
+
+    def lengths(self, data: dict[str, Any], where: str) -> list[tuple[int, int]]:
+        """A container's ``[iteration, length]`` pairs: at least one."""
+        at = self.at(where, "lengths")
+        out: list[tuple[int, int]] = []
+        for i, pair in enumerate(self.list_(data, "lengths", where)):
+            if not isinstance(pair, list) or len(pair) != 2:
+                self.fail(f"{at}[{i}]", "expected an [iteration, length] pair")
+            out.append(
+                (self.int_value(pair[0], f"{at}[{i}][0]"), self.int_value(pair[1], f"{at}[{i}][1]"))
+            )
+        if not out:
+            self.fail(at, "expected at least one [iteration, length] pair")
+        return out
+
+    def container(self, value: object, where: str) -> GrowingContainer:
+        """One growing (or stopped) container."""
+        data = self.obj(value, where)
+        # derived from the rest: checked, not kept
+        self.choice(data, "status", where, ContainerStatus)
+        item_types = self.list_(data, "item_types", where)
+        samples = self.list_(data, "samples", where)
+        stored = self.get(data, "stored_at", where)
+        return GrowingContainer(
+            type_name=self.str_(data, "type", where),
+            path=self.path(data, where),
+            lengths=self.lengths(data, where),
+            per_iteration=self.float_(data, "per_iteration", where),
+            item_types=[
+                self.pair(t, f"{self.at(where, 'item_types')}[{i}]")
+                for i, t in enumerate(item_types)
+            ],
+            samples=[
+                self.leak(leak, f"{self.at(where, 'samples')}[{i}]")
+                for i, leak in enumerate(samples)
+            ],
+            reason=self.str_(data, "reason", where),
+            stored_at=(
+                None if stored is None else self.store_site(stored, self.at(where, "stored_at"))
+            ),
+            bound=self.bound(data, where),
+            weak=self.bool_(data, "weak", where),
+            kept_objects=self.int_(data, "kept_objects", where),
+            kept_bytes=self.int_(data, "kept_bytes", where),
+            unit=self.choice(data, "unit", where, Literal["items", "bytes"]),
+        )
+
+    def type_growth(self, value: object, where: str) -> TypeGrowth:
+        """One type's growth."""
+        data = self.obj(value, where)
+        return TypeGrowth(
+            name=self.str_(data, "type", where),
+            per_iteration=self.float_(data, "per_iteration", where),
+            bytes_per_iteration=self.float_(data, "bytes_per_iteration", where),
+            count=self.int_(data, "count", where),
+            tracked=self.bool_(data, "tracked", where),
+        )
+
+    def site(self, value: object, where: str) -> SiteGrowth:
+        """One allocation site's growth."""
+        data = self.obj(value, where)
+        return SiteGrowth(
+            site=self.str_(data, "site", where),
+            bytes_per_iteration=self.float_(data, "bytes_per_iteration", where),
+            blocks_per_iteration=self.float_(data, "blocks_per_iteration", where),
+        )
+
+    def items(self, data: dict[str, Any], key: str, read: Callable[[object, str], _T]) -> list[_T]:
+        """Each item of the list ``data[key]``, read by ``read(item, where)``."""
+        return [read(item, f"{key}[{i}]") for i, item in enumerate(self.list_(data, key, ""))]
+
+    def soak_report(self, value: object) -> SoakReport:
+        """A whole soak report, as ``SoakReport.to_dict`` writes it."""
+        data = self.obj(value, "")
+        objects = self.ints(data, "objects", "")
+        blocks = self.ints(data, "blocks", "")
+        malloc = self.ints(data, "malloc", "")
+        warmup = self.int_(data, "warmup", "")
+        if not objects:
+            self.fail("objects", "expected at least one count")
+        if len(blocks) != len(objects):
+            self.fail("blocks", f"expected {len(objects)} counts, one per object count")
+        if malloc and len(malloc) != len(objects):
+            self.fail("malloc", f"expected none or {len(objects)} counts")
+        if warmup >= len(objects):
+            self.fail("warmup", f"expected fewer than the {len(objects)} counts, got {warmup}")
+        malloc_trend = self.get(data, "malloc_trend", "")
+        sample = self.get(data, "sample", "")
+        # absent from reports written before soak reports said what an iteration is
+        unit = self.str_(data, "unit", "") if "unit" in data else "call"
+        if not _UNIT.fullmatch(unit) or len(unit) > 30:
+            self.fail("unit", f"expected a short lowercase word, got {unit!r:.80}")
+        return SoakReport(
+            verdict=self.choice(data, "verdict", "", Verdict),
+            confidence=self.choice(data, "confidence", "", Confidence),
+            reason=self.str_(data, "reason", ""),
+            iterations=self.int_(data, "iterations", ""),
+            requested=self.int_(data, "requested", ""),
+            warmup=warmup,
+            objects=objects,
+            blocks=blocks,
+            malloc=malloc,
+            objects_trend=self.trend(self.get(data, "objects_trend", ""), "objects_trend"),
+            blocks_trend=self.trend(self.get(data, "blocks_trend", ""), "blocks_trend"),
+            malloc_trend=(
+                None if malloc_trend is None else self.trend(malloc_trend, "malloc_trend")
+            ),
+            types=self.items(data, "types", self.type_growth),
+            containers=self.items(data, "containers", self.container),
+            stopped=self.items(data, "stopped", self.container),
+            sites=self.items(data, "sites", self.site),
+            sample=None if sample is None else self.report(sample, "sample"),
+            notes=self.strs(data, "notes", ""),
+            timings=self.timings(data, "timings", ""),
+            checkpoints=self.ints(data, "checkpoints", ""),
+            stages=self.ints(data, "stages", ""),
+            bytes_per_iteration=self.float_(data, "bytes_per_iteration", ""),
+            settle=self.str_(data, "settle", ""),
+            unit=unit,
+        )
