@@ -397,10 +397,13 @@ class Reader:
             self.fail(_at(where, key), f"expected a list, got {_type_of(value)}")
         return value
 
-    def ints(self, data: dict[str, Any], key: str, where: str) -> list[int]:
-        """``data[key]``, a list of counts (0 or more)."""
+    def ints(
+        self, data: dict[str, Any], key: str, where: str, *, signed: bool = False
+    ) -> list[int]:
+        """``data[key]``, a list of counts (0 or more), or of any ints when ``signed``."""
         at = _at(where, key)
-        return [self.int_value(n, f"{at}[{i}]") for i, n in enumerate(self.list_(data, key, where))]
+        values = self.list_(data, key, where)
+        return [self.int_value(n, f"{at}[{i}]", signed=signed) for i, n in enumerate(values)]
 
     def strs(self, data: dict[str, Any], key: str, where: str) -> list[str]:
         """``data[key]``, a list of str."""

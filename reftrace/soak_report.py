@@ -481,7 +481,9 @@ class _SoakReader(Reader):
         data = self.obj(value, "")
         objects = self.ints(data, "objects", "")
         blocks = self.ints(data, "blocks", "")
-        malloc = self.ints(data, "malloc", "")
+        # malloc's bytes in use, less the soak's own: below the first reading
+        # when the program frees more than the soak keeps
+        malloc = self.ints(data, "malloc", "", signed=True)
         warmup = self.int_(data, "warmup", "")
         if not objects:
             self.fail("objects", "expected at least one count")
