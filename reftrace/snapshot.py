@@ -54,7 +54,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress
-from typing import Any, NamedTuple, SupportsIndex, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, SupportsIndex, overload
 
 from reftrace import labels, views
 from reftrace.analysis import make_path
@@ -225,16 +225,25 @@ class ObjectList(list[Any]):
         super().__init__(items)
         self.label = label
 
-    @overload
-    def __getitem__(self, index: SupportsIndex) -> Any: ...
+    if TYPE_CHECKING:
+        # For type checkers only: at run time, typing.overload keeps every
+        # overload in a registry for good, and with it this module's globals,
+        # which a process reftrace attached to must not keep.
 
-    @overload
-    def __getitem__(self, index: slice) -> ObjectList: ...
+        @overload
+        def __getitem__(self, index: SupportsIndex) -> Any: ...
 
-    def __getitem__(self, index: SupportsIndex | slice) -> Any:
-        if isinstance(index, slice):  # a part keeps the hand-offs
-            return ObjectList(list.__getitem__(self, index), self.label)
-        return list.__getitem__(self, index)
+        @overload
+        def __getitem__(self, index: slice) -> ObjectList: ...
+
+        def __getitem__(self, index: SupportsIndex | slice) -> Any: ...
+
+    else:
+
+        def __getitem__(self, index):
+            if isinstance(index, slice):  # a part keeps the hand-offs
+                return ObjectList(list.__getitem__(self, index), self.label)
+            return list.__getitem__(self, index)
 
     def __repr__(self) -> str:
         what = f" of {clean(self.label, _REPR_LIMIT)}" if self.label else ""
