@@ -25,9 +25,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
-
-import graphviz  # type: ignore[import-untyped]
 
 from reftrace.files import write_atomic
 from reftrace.layout import DOT_ENV, GraphvizNotFound, find_dot, layout
@@ -37,6 +36,8 @@ from reftrace.renderers.text import gap_text, root_text, shown_steps
 from reftrace.units import human_size
 
 if TYPE_CHECKING:
+    import graphviz  # type: ignore[import-untyped]
+
     from reftrace.report import Leak, LeakGroup, Path, Report, StoreSite, SurvivorGroup
 
 #: Formats ``Report.render`` writes: graph images, DOT source, an HTML report.
@@ -55,14 +56,22 @@ _GAP = {"shape": "box", "style": "dashed", "color": "#888888", "fontcolor": "#55
 Items = list[tuple["Path", str, str, str]]
 
 
+def graphviz_package() -> ModuleType:
+    """The ``graphviz`` package, imported when a graph is drawn: the text and
+    JSON of a report need none (nor does reftrace in a process it attached to)."""
+    import graphviz
+
+    return graphviz  # type: ignore[no-any-return]
+
+
 def _text(value: str, limit: int = 60, mask: bool | None = None) -> str:
     """``value`` cleaned (masked, control characters escaped, truncated) and DOT-escaped."""
-    return str(graphviz.escape(clean(value, limit, mask)))
+    return str(graphviz_package().escape(clean(value, limit, mask)))
 
 
 def _label(*lines: str) -> str:
     """Lines already passed through ``_text``, joined, marked as plain (never HTML) text."""
-    return graphviz.nohtml("\\n".join(lines))  # type: ignore[no-any-return]
+    return graphviz_package().nohtml("\\n".join(lines))  # type: ignore[no-any-return]
 
 
 # -- what to draw ---------------------------------------------------------------------
@@ -127,7 +136,9 @@ def build_path_graph(
     items: Sequence[tuple[Path, str, str, str]], more: int = 0, *, mask: bool | None = None
 ) -> graphviz.Digraph:
     """A ``graphviz.Digraph`` of ``items`` (each node drawn once), noting ``more`` left out."""
-    graph = graphviz.Digraph("reftrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
+    graph = graphviz_package().Digraph(
+        "reftrace", graph_attr={"rankdir": "TB", "fontname": "Helvetica"}
+    )
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()

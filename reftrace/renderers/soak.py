@@ -19,14 +19,12 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-import graphviz  # type: ignore[import-untyped]
-
 from reftrace import views
 from reftrace.files import output_format, target_path, write_atomic
 from reftrace.layout import GraphvizNotFound, layout
 from reftrace.redact import clean
 from reftrace.renderers.common import escape
-from reftrace.renderers.graph import add_path
+from reftrace.renderers.graph import add_path, graphviz_package
 from reftrace.renderers.text import render_leak, render_path, render_store
 from reftrace.report import Path
 from reftrace.soak_report import GrowingContainer, SoakReport
@@ -444,7 +442,9 @@ def _graph_svg(sr: SoakReport) -> str | None:
                 items.append((_masked(leak.path), f"{clean(leak.type_name, 30)}, sampled item"))
     if not items:
         return None
-    graph = graphviz.Digraph("soak", graph_attr={"rankdir": "TB", "fontname": "Helvetica"})
+    graph = graphviz_package().Digraph(
+        "soak", graph_attr={"rankdir": "TB", "fontname": "Helvetica"}
+    )
     graph.attr("node", fontname="Helvetica", fontsize="11", shape="box")
     graph.attr("edge", fontname="Helvetica", fontsize="10")
     drawn: set[str] = set()
