@@ -307,6 +307,8 @@ def _soak(
     checkpoints: int,
     max_depth: int | None,
     declared: dict[int, str],
+    unit: str = "call",
+    live: bool = False,
 ) -> SoakReport:
     ledger = Ledger()
     progress = _Progress(progress_setting, budget.requested)
@@ -337,7 +339,7 @@ def _soak(
                 progress.update(k, ledger, warmup)
                 if k > budget.requested and budget.out_of_time():
                     end = k
-            weighed = weigh_stage(ledger, k, warmup, declared)
+            weighed = weigh_stage(ledger, k, warmup, declared, live=live)
             ledger.stages.append(k)
             target = next_target(weighed, ledger, k, warmup, budget)
             if target is None:
@@ -354,7 +356,34 @@ def _soak(
         progress.close()
     timings["measured_total"] = time.perf_counter() - budget.started
     assert weighed is not None
-    return _report(ledger, runner, budget, k, warmup, weighed, samples, max_depth, timings)
+    return _report(ledger, runner, budget, k, warmup, weighed, samples, max_depth, timings, unit)
+
+
+def soak_over_time(
+    wait: Callable[[], Any],
+    samples: int,
+    *,
+    checkpoints: int = 4,
+    max_depth: int | None = DEFAULT_MAX_DEPTH,
+) -> SoakReport:
+    """Measure ``samples`` times, calling ``wait`` between two samples.
+
+    The soak for a program that runs its own loop (``reftrace attach``): the
+    growth between samples is the program's, driven by time, not by calls,
+    and its work is in flight at every sample, so the evidence is weighed
+    as live (``reftrace.verdict.weigh_stage``). Nothing is called to sample
+    what grew, and the run is never extended.
+    """
+    samples = _check_int("samples", samples, 2)
+    runner = Lifecycle(wait, None, what="soak_over_time()")
+    try:
+        budget = Budget(samples, samples, None)
+        warmup = default_warmup(samples)
+        return _soak(
+            runner, budget, warmup, False, 0, checkpoints, max_depth, {}, "sample", live=True
+        )
+    finally:
+        runner.close()
 
 
 # -- the report ------------------------------------------------------------------------
@@ -370,6 +399,7 @@ def _report(
     samples: int,
     max_depth: int | None,
     timings: dict[str, float],
+    unit: str,
 ) -> SoakReport:
     t0 = time.perf_counter()
     measured = n - warmup
@@ -404,7 +434,7 @@ def _report(
     timings["analysis"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    paths = _container_paths(OwnList([*growing, *stopped_objects]), max_depth)
+    paths = container_paths(OwnList([*growing, *stopped_objects]), max_depth)
     for container, (path, reason_text) in zip([*containers, *stopped], paths):
         container.path = path
         container.reason = reason_text
@@ -447,7 +477,7 @@ def _report(
     settle = ""
     if w.verdict == "inconclusive" or w.weak_because:
         settle = f"reftrace.soak(fn, iterations={_settling_run(n, budget)})"
-    reason = explain(w, containers, stopped, n)
+    reason = explain(w, containers, stopped, n, unit=unit)
     timings["total"] = time.perf_counter() - t0 + timings.pop("measured_total")
     timings["per_iteration_calls"] = timings["calls"] / max(n, 1)
     timings["per_iteration_overhead"] = (timings["measure"] + timings["checkpoints"]) / max(n, 1)
@@ -475,6 +505,7 @@ def _report(
         stages=list(ledger.stages),
         bytes_per_iteration=bytes_rate,
         settle=settle,
+        unit=unit,
     )
 
 
@@ -745,7 +776,7 @@ def _attach_unmatched(container: GrowingContainer, sample: Report) -> None:
                 container.samples.append(leak)
 
 
-def _container_paths(held: list[object], max_depth: int | None) -> list[tuple[Path | None, str]]:
+def container_paths(held: list[object], max_depth: int | None) -> list[tuple[Path | None, str]]:
     """The shortest path from a root to each container (all of them old objects)."""
     if not held:
         return []

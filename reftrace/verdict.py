@@ -194,14 +194,24 @@ def _status(bound: Bound | None, weak: bool, length: int) -> ContainerStatus:
     return "bounded" if length >= bound.limit else "filling"
 
 
-def weigh_stage(ledger: Ledger, n: int, warmup: int, declared: dict[int, str]) -> Weighing:
-    """The evidence after ``n`` calls, judged; what judging keeps is the soak's own."""
+def weigh_stage(
+    ledger: Ledger, n: int, warmup: int, declared: dict[int, str], *, live: bool = False
+) -> Weighing:
+    """The evidence after ``n`` calls, judged; what judging keeps is the soak's own.
+
+    ``live``: the iterations are samples of a program that runs its own loop
+    (``reftrace attach``), taken while its work is in flight. Its counters
+    then move with the requests under way, not only with what stays: growth
+    is judged by the holders' items, and counters alone never make a leak.
+    """
     holder: list[Weighing] = []
-    bracketed(ledger, lambda: holder.append(_weigh(ledger, n, warmup, declared)))
+    bracketed(ledger, lambda: holder.append(_weigh(ledger, n, warmup, declared, live)))
     return holder[0]
 
 
-def _weigh(ledger: Ledger, n: int, warmup: int, declared: dict[int, str]) -> Weighing:
+def _weigh(
+    ledger: Ledger, n: int, warmup: int, declared: dict[int, str], live: bool = False
+) -> Weighing:
     """What the measurements so far say, and whether more calls could change it."""
     objects = judge("objects", ledger.objects[warmup:], exact=True)
     blocks = judge("blocks", ledger.blocks[warmup:], exact=True)
@@ -217,6 +227,8 @@ def _weigh(ledger: Ledger, n: int, warmup: int, declared: dict[int, str]) -> Wei
         )
     buffers, buffer_rate, buffers_regular = _atomic_growth(ledger)
     growing = [t for t in (objects, blocks) if t.growing]
+    statuses = _classify(ledger, declared)
+    holders = [key for key, status in statuses.items() if status == "unbounded"]
     w = Weighing(
         objects,
         blocks,
@@ -224,13 +236,15 @@ def _weigh(ledger: Ledger, n: int, warmup: int, declared: dict[int, str]) -> Wei
         malloc_growth,
         buffers,
         buffer_rate,
-        _classify(ledger, declared),
+        statuses,
         max(len(ledger.points) - 1 if ledger.candidates else 0, 3 if buffer_rate > 0 else 0),
         n - warmup,
         regular=any(t.regular for t in growing) or (not growing and buffers_regular),
-        stage_rates=_stage_rates(ledger, n, warmup, objects, blocks, buffers),
+        stage_rates=_stage_rates(
+            ledger, n, warmup, objects, blocks, buffers, holders if live else []
+        ),
     )
-    _decide(w, second_look=len(ledger.stages) > 0)
+    _decide(w, second_look=len(ledger.stages) > 0, live=live)
     if w.count("filling"):
         w.filled_by = _filled_by(ledger, w.statuses)
     return w
@@ -257,7 +271,13 @@ def _atomic_growth(ledger: Ledger) -> tuple[bool, float, bool]:
 
 
 def _stage_rates(
-    ledger: Ledger, n: int, warmup: int, objects: Trend, blocks: Trend, buffers: bool
+    ledger: Ledger,
+    n: int,
+    warmup: int,
+    objects: Trend,
+    blocks: Trend,
+    buffers: bool,
+    holders: Sequence[int] = (),
 ) -> StageRates | None:
     """The growth rate over the part of the run before, and since.
 
@@ -265,7 +285,8 @@ def _stage_rates(
     and "since" the judged half; later, the stage before and this one. Of the
     counter that grows; or of the large strings and buffers; or of the
     holder that gains the most items. ``None`` with nothing growing, or too
-    few calls before the judged half to compare.
+    few calls before the judged half to compare. With ``holders`` (ids of
+    the unbounded containers, for live samples), their items come first.
     """
     stages = list(ledger.stages)
     if stages:
@@ -277,7 +298,12 @@ def _stage_rates(
         if end - start < _MIN_COMPARED:
             return None
     trend = max((objects, blocks), key=lambda t: (t.growing, t.grew))
-    if trend.growing:
+    if holders:
+        rates = [
+            _at_points(ledger.points, ledger.candidates[key], [start, end, n]) for key in holders
+        ]
+        points, values = max(rates, key=lambda pv: pv[1][-1] - pv[1][0])
+    elif trend.growing:
         series = ledger.objects if trend is objects else ledger.blocks
         points, values = [start, end, n], [series[start], series[end], series[n]]
     elif buffers:
@@ -317,7 +343,7 @@ def _at_points(
     return out_points, out_values
 
 
-def _decide(w: Weighing, second_look: bool) -> None:
+def _decide(w: Weighing, second_look: bool, live: bool = False) -> None:
     """Set the verdict, its confidence, and why more calls could change it."""
     window = w.window
     exact = w.exact
@@ -332,7 +358,20 @@ def _decide(w: Weighing, second_look: bool) -> None:
         w.verdict, w.confidence = "not leaking", "medium"
         w.weak_because = "filling" if w.count("filling") else ""
         return
-    slowing = any(not t.steady for t in exact) or w.declining
+    if live and not holders:
+        # Counters that grow with no holder, in a program with work in flight:
+        # never a leak; worth a longer look only when they grew at every sample.
+        w.weak_because = "in flight"
+        if any(t.every_interval for t in exact):
+            w.verdict, w.confidence = "inconclusive", "low"
+        else:
+            w.verdict = "not leaking"
+            w.confidence = "medium" if window >= DECISIVE_WINDOW else "low"
+        return
+    # Live samples with a holder: its items say whether growth slows down;
+    # the counters also move with the work in flight at each sample.
+    halves_slow = any(not t.steady for t in exact) and not (live and holders)
+    slowing = halves_slow or w.declining
     settled = w.regular or w.confirmed
     if slowing:
         w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "slowing"
@@ -440,6 +479,10 @@ _WEAK_BECAUSE = {
         "rate (a cache filling from many keys looks like this)"
     ),
     "no holder": "not yet seen at the same rate a second time",
+    "in flight": (
+        "no container holds what grew, and the work in flight at each sample moves the "
+        "counters too (a longer run, or a quieter time, settles it)"
+    ),
     "holder only": (
         "but no count of objects, blocks or bytes grows with it (a container that "
         "fills and empties looks like this between checkpoints)"
@@ -466,6 +509,11 @@ def explain(
     full = _distinct(
         [c for c in [*containers, *stopped] if c.bound is not None and c.bound.bounded]
     )
+    if w.verdict == "not leaking" and w.weak_because == "in flight":
+        return (
+            f"no container grew at every checkpoint; {_rates(w) or 'memory'} per {unit}, "
+            f"{_how_often(w, unit)}, rose and fell with the work in flight: no steady growth"
+        )
     if w.verdict == "not leaking" and not w.weak_because:
         if window < 4 and not w.exact:
             return f"no growth seen, but judged on only {plural(w.measured, unit)} after warm-up"
