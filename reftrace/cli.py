@@ -5,6 +5,8 @@
     reftrace soak MODULE:FUNCTION [-n 50] [--warmup W] [--max-iterations M]
                   [--max-seconds S] [--svg out.svg] [--json out.json]
     reftrace watch MODULE:FUNCTION [--svg out.svg] [--json out.json]
+    reftrace attach PID [--duration 60s] [--interval 10s] [--snapshot]
+                  [--svg out.svg] [--html out.html] [--json out.json]
     reftrace demo [--svg reftrace-demo.svg]
 
 ``MODULE`` is a module importable from the current directory (which is put
@@ -17,15 +19,22 @@ fresh event loop.
 the soak report. ``watch`` calls it once inside :func:`reftrace.watch`,
 tracks its return value (a generator or async generator is consumed, every
 item tracked) and prints the report: survivors and allocations too.
+``attach`` joins a running process (``reftrace.attach``), samples its heap
+over ``--duration`` and prints the soak report of what grew; ``--snapshot``
+prints one heap summary instead.
 
 Exit status, for use in CI:
 
-- 0: clean (``soak``: not leaking; ``watch``: nothing tracked is still alive);
-- 1: ``soak``: leaking; ``watch``: the return value (or a yielded item) leaked;
+- 0: clean (``soak``, ``attach``: not leaking; ``watch``: nothing tracked is
+  still alive; ``attach --snapshot``: the summary was taken);
+- 1: ``soak``, ``attach``: leaking; ``watch``: the return value (or a yielded item) leaked;
 - 2: the command could not judge: a bad option, a module or function that
   cannot be found, or a function (or the module's import) that raised, with
   its traceback printed;
-- 3: ``soak``: inconclusive, the budget ran out before the evidence decided
+- 2 also: ``attach`` cannot attach (no such process, not Python, another
+  version, ptrace not permitted, remote debugging disabled, no gdb, the
+  process exited), said in one line;
+- 3: ``soak``, ``attach``: inconclusive, the budget ran out before the evidence decided
   (the report says why, and how long a run would settle it).
 """
 
@@ -224,6 +233,50 @@ def _run_watch(args: argparse.Namespace) -> int:
     return LEAKING if report.leaks else CLEAN
 
 
+def _run_attach(args: argparse.Namespace) -> int:
+    from reftrace.attach import AttachError, HeapSummary, attach
+
+    def say(line: str) -> None:
+        if not args.no_progress:
+            print(f"reftrace attach: {line}", file=sys.stderr, flush=True)
+
+    if args.snapshot and (args.svg or args.html):
+        raise UsageError("--svg and --html draw a growth verdict; with --snapshot, use --json")
+    try:
+        result = attach(
+            args.pid,
+            duration=args.duration,
+            interval=args.interval,
+            snapshot=args.snapshot,
+            trace_malloc=args.tracemalloc,
+            via=args.via,
+            progress=say,
+        )
+    except AttachError as error:
+        raise UsageError(str(error)) from None
+    except KeyboardInterrupt:
+        print("reftrace attach: interrupted; detached", file=sys.stderr)
+        return 130
+    print(result)
+    if isinstance(result, HeapSummary):
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(result.to_dict(), handle, indent=2)
+                handle.write("\n")
+            print(f"summary written to {args.json}")
+        return CLEAN
+    _write_outputs(args, result.render, result.to_dict)
+    if args.html:
+        from reftrace import views
+        from reftrace.files import write_atomic
+
+        write_atomic(args.html, views.html(result).encode("utf-8"))
+        print(f"HTML report written to {args.html}")
+    if result.inconclusive:
+        return INCONCLUSIVE
+    return LEAKING if result.leaking else CLEAN
+
+
 def _write_outputs(
     args: argparse.Namespace, render: Callable[[str], str], to_dict: Callable[[], Any]
 ) -> None:
@@ -274,6 +327,23 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
     return value
+
+
+_DURATION = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
+def _duration(text: str) -> float:
+    """An argparse type: seconds, written ``90``, ``90s``, ``1.5m``, ``500ms`` or ``2h``."""
+    number = text.rstrip("msh")
+    unit = text[len(number) :]
+    if unit not in _DURATION:
+        raise argparse.ArgumentTypeError(f"must be a duration such as 60s or 5m, got {text!r}")
+    try:
+        return _positive_float(number) * _DURATION[unit]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive duration such as 60s or 5m, got {text!r}"
+        ) from None
 
 
 def _writable(text: str) -> str:
@@ -347,6 +417,38 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--svg", type=_writable, metavar="PATH", help="write the retention graph")
     watch.add_argument("--json", type=_writable, metavar="PATH", help="write the report as JSON")
     watch.set_defaults(run=_run_watch)
+
+    attach = commands.add_parser(
+        "attach",
+        help="join a running Python process; what grows in it, and what holds it?",
+        description="Attach to the running CPython process PID (same Python version; gdb "
+        "before 3.14), sample its heap every --interval for --duration, detach, and "
+        "report what grew and which reference holds it. Exit status as for soak; 2 when "
+        "it cannot attach.",
+    )
+    attach.add_argument("pid", type=_positive_int, metavar="PID")
+    attach.add_argument(
+        "--duration", type=_duration, default=60.0, metavar="TIME", help="default: 60s"
+    )
+    attach.add_argument(
+        "--interval", type=_duration, default=10.0, metavar="TIME", help="default: 10s"
+    )
+    attach.add_argument(
+        "--snapshot", action="store_true", help="one heap summary instead of a growth verdict"
+    )
+    attach.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="trace allocations in the target while sampling (started, then stopped)",
+    )
+    attach.add_argument(
+        "--via", choices=("auto", "remote_exec", "gdb"), default="auto", help="how to get in"
+    )
+    attach.add_argument("--svg", type=_writable, metavar="PATH", help="write the retention graph")
+    attach.add_argument("--html", type=_writable, metavar="PATH", help="write an HTML report")
+    attach.add_argument("--json", type=_writable, metavar="PATH", help="write the report as JSON")
+    attach.add_argument("--no-progress", action="store_true", help="no progress lines")
+    attach.set_defaults(run=_run_attach)
 
     demo = commands.add_parser(
         "demo",

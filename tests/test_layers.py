@@ -54,6 +54,8 @@ LAYERS: dict[str, list[str]] = {
         "soak",
         "snapshot",
         "tools",
+        "attach_agent",
+        "attach",
     ],
     "presentation": [
         "renderers",
