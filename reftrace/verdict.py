@@ -446,7 +446,10 @@ def next_target(w: Weighing, ledger: Ledger, n: int, warmup: int, budget: Budget
 def _rates(w: Weighing) -> str:
     parts = []
     for trend in w.exact:
-        parts.append(f"{trend.per_iteration:+,.3g} {trend.name}")
+        rate = trend.per_iteration
+        parts.append(
+            f"{rate:+,.0f} {trend.name}" if abs(rate) >= 1000 else f"{rate:+,.3g} {trend.name}"
+        )
     if w.malloc_growth and w.malloc is not None:
         parts.append(f"+{human_size(w.malloc.per_iteration)} of malloc")
     if not parts and w.buffers:
