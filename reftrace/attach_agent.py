@@ -162,8 +162,9 @@ def run(directory: str) -> None:
     Options: ``samples`` and ``interval`` (seconds) for a growth verdict, or
     ``snapshot`` for one heap summary; ``tracemalloc`` to trace allocations
     meanwhile (started here and stopped after, unless the program traces
-    already). gc's state (enabled, thresholds, frozen objects) is checked
-    after the measuring and put back if it changed.
+    already). gc's enabled state and thresholds are put back if they
+    changed; the freeze count never changes (reftrace freezes objects only
+    when the program froze none, and unfreezes them at once).
     """
     options = _read_options(directory)
     _write_json(

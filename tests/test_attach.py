@@ -360,6 +360,33 @@ def test_the_target_exiting_during_the_attach() -> None:
         target.wait()
 
 
+@needs_attach
+def test_a_main_thread_blocked_on_a_lock_is_said_and_the_late_request_does_nothing() -> None:
+    # The main thread waits on an event until SIGUSR1 sets it: the attach code
+    # cannot run before. The refusal says so; when it wakes, what was queued
+    # runs, finds the attach gone, and does nothing: no thread, no output.
+    code = (
+        "import signal, threading, time\n"
+        "woke = threading.Event()\n"
+        "signal.signal(signal.SIGUSR1, lambda *_: woke.set())\n"
+        "print('ready', flush=True)\n"
+        "woke.wait(120)\n"
+        "time.sleep(1)\n"
+        "print('woke', woke.is_set(), len(threading.enumerate()), flush=True)\n"
+    )
+    target = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert target.stdout is not None
+    assert target.stdout.readline() == "ready\n"
+    with pytest.raises(AttachError, match="main thread is blocked"):
+        attach(target.pid, duration=6, interval=1, start_timeout=2)
+    target.send_signal(signal.SIGUSR1)
+    out, err = target.communicate(timeout=60)
+    assert target.returncode == 0, err
+    assert (out, err) == ("woke True 1\n", "")
+
+
 @pytest.mark.parametrize(
     "args, words, usage",
     [
@@ -385,8 +412,10 @@ def test_check_target_refuses_what_is_not_a_pid() -> None:
 @needs_attach
 def test_attaching_100_times_leaves_the_service_as_it_was(service: Any) -> None:
     # Heap summaries, the lightest attach: each one gets in, imports reftrace
-    # from the attaching side, measures, removes it all and detaches.
-    s = service(leak=False)
+    # from the attaching side, measures, removes it all and detaches. Two
+    # malloc arenas: glibc gives new threads arenas of their own, each a step
+    # of 8 MB in resident memory whenever a thread first lands on a new one.
+    s = service(leak=False, env={**os.environ, "MALLOC_ARENA_MAX": "2"})
     time.sleep(0.5)
     attach(s.pid, snapshot=True)  # what a first attach loads for good: the stdlib modules it uses
     time.sleep(0.3)
