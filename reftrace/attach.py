@@ -45,6 +45,7 @@ from typing import Any
 
 from reftrace.attach_agent import BOOTSTRAP
 from reftrace.redact import clean
+from reftrace.report import ReportFormatError
 from reftrace.soak_report import SoakReport
 
 #: Seconds to wait for the bootstrap to start the agent.
@@ -53,8 +54,9 @@ START_TIMEOUT = 10.0
 GDB_TIMEOUT = 30.0
 #: The fewest samples a growth verdict is judged on.
 MIN_SAMPLES = 6
-#: Seconds the agent may take after the last sample (paths from the roots).
-ANALYSIS_SLACK = 120.0
+#: Seconds the agent may go without a sign of life beyond the interval
+#: (a sample of a very large heap, the paths from the roots at the end).
+ANALYSIS_SLACK = 300.0
 
 
 class AttachError(Exception):
@@ -224,7 +226,7 @@ def attach(
                 else f"{samples} samples, one every {interval:g} s"
             )
         )
-        data = _wait_for_result(target, directory, duration if not snapshot else 0.0, say)
+        data = _wait_for_result(target, directory, interval)
     except KeyboardInterrupt:
         _stop(directory)
         raise
@@ -232,7 +234,10 @@ def attach(
         shutil.rmtree(directory, ignore_errors=True)
     if data.get("kind") == "snapshot":
         return HeapSummary(target.pid, data)
-    sr = SoakReport.from_dict(data, source=f"process {target.pid}")
+    try:
+        sr = SoakReport.from_dict(data, source=f"process {target.pid}")
+    except ReportFormatError as exc:
+        raise AttachError(str(exc)) from None
     if sr.settle:
         sr.settle = f"reftrace attach {target.pid} --duration {_seconds(duration * 10)}"
     return sr
@@ -338,8 +343,8 @@ def _get_in(
             raise AttachError(
                 f"process {target.pid} did not run the attach code within {timeout:g} s: its "
                 "main thread is blocked (sleeping, waiting on a lock, or in a long C call) "
-                "and never reached a safe point; with gdb installed, reftrace attach gets in "
-                "without it (apt-get install gdb)"
+                "and never reached a safe point; with gdb installed, reftrace attach also gets "
+                "in while it sleeps or polls (apt-get install gdb)"
             )
         say("the main thread is blocked: attaching with gdb")
     if gdb is None:
@@ -502,16 +507,22 @@ def _started(target: Target, directory: Path, timeout: float) -> bool:
     return False
 
 
-def _wait_for_result(
-    target: Target, directory: Path, duration: float, say: Callable[[str], None]
-) -> dict[str, Any]:
-    deadline = time.monotonic() + duration + ANALYSIS_SLACK
+def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[str, Any]:
+    """The agent's result, once it is written. The agent touches ``started.json``
+    at every sample: silent for longer than ``interval`` plus ``ANALYSIS_SLACK``,
+    it is asked to stop."""
+    heartbeat = directory / "started.json"
     while True:
         result = directory / "result.json"
         if result.exists():
             _await_finish(directory)
-            with open(result, encoding="utf-8") as src:
-                data = json.load(src)
+            try:
+                with open(result, encoding="utf-8") as src:
+                    data = json.load(src)
+            except ValueError as exc:
+                raise AttachError(
+                    f"process {target.pid} sent a result that is not JSON: {exc}"
+                ) from None
             if not isinstance(data, dict):
                 raise AttachError(f"process {target.pid} sent no result")
             return data
@@ -529,10 +540,15 @@ def _wait_for_result(
             raise AttachError(f"reftrace stopped inside process {target.pid} with no result")
         if not _alive(target.pid):
             raise AttachError(f"process {target.pid} exited during the attach")
-        if time.monotonic() > deadline:
+        try:
+            silent = time.time() - heartbeat.stat().st_mtime
+        except OSError:
+            silent = 0.0
+        if silent > interval + ANALYSIS_SLACK:
             _stop(directory)
             raise AttachError(
-                f"process {target.pid} sent no result in time; the attach was stopped"
+                f"reftrace inside process {target.pid} gave no sign of life for "
+                f"{silent:.0f} s; the attach was stopped"
             )
         time.sleep(0.1)
 

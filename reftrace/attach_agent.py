@@ -131,6 +131,7 @@ def _waiter(directory: str, interval: float, pauses: array[float]) -> Callable[[
     the last wait ended. An array of C doubles: the soak must not see the
     agent's own bookkeeping grow."""
     stop = os.path.join(directory, "stop")
+    heartbeat = os.path.join(directory, "started.json")
     pauses[1] = time.perf_counter()
     first = array("b", [1])
 
@@ -139,6 +140,10 @@ def _waiter(directory: str, interval: float, pauses: array[float]) -> Callable[[
             first[0] = 0
         else:
             pauses[0] = max(pauses[0], time.perf_counter() - pauses[1])
+        try:
+            os.utime(heartbeat)  # a sign of life for the attaching side
+        except OSError:
+            raise Stopped("the attach's directory is gone") from None
         deadline = time.monotonic() + interval
         while True:
             if os.path.exists(stop) or not os.path.isdir(directory):
