@@ -168,8 +168,11 @@ def run(directory: str) -> None:
     ``snapshot`` for one heap summary; ``tracemalloc`` to trace allocations
     meanwhile (started here and stopped after, unless the program traces
     already). gc's enabled state and thresholds are put back if they
-    changed; the freeze count never changes (reftrace freezes objects only
-    when the program froze none, and unfreezes them at once).
+    changed. The freeze count does not change (reftrace freezes objects only
+    when the program froze none, and unfreezes them at once), except on
+    CPython 3.12.0-3.12.1, which freezes the tuples of static types itself:
+    the sample taken under ``watch()`` unfreezes those, as any ``watch()``
+    does there (they are immortal and hold only types).
     """
     options = _read_options(directory)
     _write_json(

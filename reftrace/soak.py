@@ -58,6 +58,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import random
@@ -356,7 +357,9 @@ def _soak(
         progress.close()
     timings["measured_total"] = time.perf_counter() - budget.started
     assert weighed is not None
-    return _report(ledger, runner, budget, k, warmup, weighed, samples, max_depth, timings, unit)
+    return _report(
+        ledger, runner, budget, k, warmup, weighed, samples, max_depth, timings, unit, live
+    )
 
 
 def soak_over_time(
@@ -380,7 +383,7 @@ def soak_over_time(
         budget = Budget(samples, samples, None)
         warmup = default_warmup(samples)
         return _soak(
-            runner, budget, warmup, False, 0, checkpoints, max_depth, {}, "sample", live=True
+            runner, budget, warmup, False, 3, checkpoints, max_depth, {}, "sample", live=True
         )
     finally:
         runner.close()
@@ -400,6 +403,7 @@ def _report(
     max_depth: int | None,
     timings: dict[str, float],
     unit: str,
+    live: bool,
 ) -> SoakReport:
     t0 = time.perf_counter()
     measured = n - warmup
@@ -445,14 +449,15 @@ def _report(
     sample: Report | None = None
     if w.verdict != "not leaking" and samples:
         t2 = time.perf_counter()
-        sample, untracked = _sample_run(runner, growing, containers, samples)
+        sample, untracked = _sample_run(runner, growing, containers, samples, not live)
         types.extend(untracked)
         for container in containers:
             _attach_unmatched(container, sample)
         _attribute(containers, sample)
         timings["sample"] = time.perf_counter() - t2
         notes.append(
-            f"the sample traces come from one more call (call {n + 1}), run under reftrace.watch()"
+            f"the sample traces come from one more {unit} ({unit} {n + 1}), "
+            "run under reftrace.watch()"
         )
         order = sorted(range(len(containers)), key=lambda i: _rank(containers[i]))
         containers = [containers[i] for i in order]
@@ -695,15 +700,22 @@ def _sample_run(
     held: list[object],
     containers: list[GrowingContainer],
     samples: int,
+    trace_stores: bool = True,
 ) -> tuple[Report, list[TypeGrowth]]:
-    """Call ``fn`` once more under ``watch()`` and track what the containers gain."""
+    """Call ``fn`` once more under ``watch()`` and track what the containers gain.
+
+    ``trace_stores``: look for the line that stores into each container. The
+    tracer sees this thread only: for live samples, where the program's own
+    threads do the storing, it is off (it would name the soak's own line).
+    """
     from reftrace.watch import watch
 
     before = [set(map(id, _contents(obj))) for obj in held]
     slots = {str(index): [Slot("len", obj)] for index, obj in enumerate(held)}
     with watch() as w:
         try:
-            with StoreTracer(slots) as tracer:
+            tracer = StoreTracer(slots) if trace_stores else None
+            with tracer if tracer is not None else contextlib.nullcontext():
                 runner()
         except BaseException as exc:
             if hasattr(exc, "add_note"):
@@ -711,8 +723,9 @@ def _sample_run(
             raise
         sampled = _track_new_items(w, held, before, samples)
     slots.clear()
-    for key, site in tracer.found.items():
-        containers[int(key)].stored_at = site
+    if tracer is not None:
+        for key, site in tracer.found.items():
+            containers[int(key)].stored_at = site
     for index, obj in enumerate(held):
         items = _new_items(obj, before[index])
         containers[index].item_types = Counter(type_name(i) for i in items).most_common(5)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from reftrace.attach import AttachError, HeapSummary, attach, check_target
+from reftrace.memory import interpreter_frozen
 
 SERVICE = Path(__file__).with_name("attach_service.py")
 HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -126,6 +127,12 @@ def _left_nothing(s: Service, before: dict[str, Any]) -> None:
             break
         time.sleep(0.05)
     assert now["threads"] == before["threads"]
+    if sys.version_info[:2] == (3, 12) and now["gc"][2] == 0:
+        # 3.12.0-3.12.1 freeze the tuples of static types themselves (immortal,
+        # holding only types); the sample taken under watch() unfreezes them,
+        # as any watch() does there. Nothing the program froze is among them.
+        assert before["gc"][2] == interpreter_frozen()
+        now["gc"][2] = before["gc"][2]
     assert now["gc"] == before["gc"]
     assert now["tracing"] == before["tracing"]
     assert now["reftrace_modules"] == [] and now["reftrace_paths"] == []
@@ -143,6 +150,15 @@ def test_attach_names_the_listener_leak_of_a_running_service(service: Any) -> No
     assert (sr.verdict, sr.confidence) == ("leaking", "high"), str(sr)
     holder = sr.holders[0]
     assert holder.name == "__main__.BUS.listeners", str(sr)
+    # What it gained in one more sample, traced: the reference a request made
+    # (the suspect), to a bound method allocated by the handler.
+    assert holder.item_types[0][0] == "builtin_function_or_method", str(sr)
+    trace = holder.samples[0]
+    assert trace.path is not None and trace.path.steps[-1].status == "new", str(sr)
+    assert any(step.is_suspect for step in trace.path.steps), str(sr)
+    assert "suspect: this reference was created inside the block" in str(sr)
+    assert "attach_service.py" in (trace.allocated_at or ""), str(sr)
+    assert holder.stored_at is None  # the program's threads stored it, not reftrace's
     assert "listeners" in str(sr) and "per sample" in sr.reason
     assert "per call" not in str(sr)
     _left_nothing(s, before)
@@ -379,8 +395,15 @@ def test_a_main_thread_blocked_on_a_lock_is_said_and_the_late_request_does_nothi
     )
     assert target.stdout is not None
     assert target.stdout.readline() == "ready\n"
-    with pytest.raises(AttachError, match="main thread is blocked"):
+    try:
         attach(target.pid, duration=6, interval=1, start_timeout=2)
+    except AttachError as refused:
+        assert "main thread is blocked" in str(refused)
+    else:
+        # 3.15's lock wait was seen to run pending calls when gdb's attach
+        # interrupts it (a safe point), so the attach may get in there; before
+        # 3.15 it never does.
+        assert sys.version_info >= (3, 15), "attached to a main thread blocked on a lock"
     target.send_signal(signal.SIGUSR1)
     out, err = target.communicate(timeout=60)
     assert target.returncode == 0, err
