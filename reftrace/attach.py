@@ -76,8 +76,11 @@ class HeapSummary:
 
     @property
     def text(self) -> str:
-        """The summary as text."""
-        return str(self.data.get("text", ""))
+        """The summary as text, each line cleaned here: it comes from another
+        process, and must not put control sequences on this terminal."""
+        raw = self.data.get("text", "")
+        lines = raw.splitlines() if isinstance(raw, str) else []
+        return "\n".join(clean(line, 300) for line in lines)
 
     def __str__(self) -> str:
         return self.text

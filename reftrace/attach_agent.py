@@ -243,7 +243,8 @@ def _summary() -> dict[str, Any]:
     lines = [text(snap), f"biggest {len(containers)} containers:"]
     for entry in containers:
         lines.append(
-            f"  {entry['type']:<12} {entry['length']:>12,} items  {clean(str(entry['where']), 120)}"
+            f"  {clean(str(entry['type']), 12):<12} {entry['length']:>12,} items  "
+            f"{clean(str(entry['where']), 120)}"
         )
     return {
         "kind": "snapshot",

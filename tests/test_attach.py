@@ -484,3 +484,11 @@ def test_reftrace_measures_in_a_process_without_the_graphviz_package(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "not leaking"
+
+
+def test_a_heap_summary_from_the_target_cannot_write_control_sequences() -> None:
+    # The text comes from another process: the attaching side cleans it.
+    summary = HeapSummary(1, {"text": "heap snapshot: ok\n\x1b]0;owned\x07 list  3 items"})
+    assert "\x1b" not in summary.text and "\x07" not in summary.text
+    assert summary.text.splitlines()[0] == "heap snapshot: ok"
+    assert HeapSummary(1, {"text": 42}).text == ""
