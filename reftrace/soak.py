@@ -374,8 +374,9 @@ def soak_over_time(
     The soak for a program that runs its own loop (``reftrace attach``): the
     growth between samples is the program's, driven by time, not by calls,
     and its work is in flight at every sample, so the evidence is weighed
-    as live (``reftrace.verdict.weigh_stage``). Nothing is called to sample
-    what grew, and the run is never extended.
+    as live (``reftrace.verdict.weigh_stage``). When something grows, one
+    more wait runs under :func:`reftrace.watch` to trace what the holders
+    gained in it. The run is never extended.
     """
     samples = _check_int("samples", samples, 2)
     runner = Lifecycle(wait, None, what="soak_over_time()")
