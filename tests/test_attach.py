@@ -400,10 +400,10 @@ def test_a_main_thread_blocked_on_a_lock_is_said_and_the_late_request_does_nothi
     except AttachError as refused:
         assert "main thread is blocked" in str(refused)
     else:
-        # 3.15's lock wait was seen to run pending calls when gdb's attach
-        # interrupts it (a safe point), so the attach may get in there; before
-        # 3.15 it never does.
-        assert sys.version_info >= (3, 15), "attached to a main thread blocked on a lock"
+        # From 3.13 a lock waits in the parking lot, whose wait, interrupted
+        # when gdb attaches, was seen (on 3.14 and 3.15) to run pending calls:
+        # a safe point, so the attach may get in there. Before 3.13, never.
+        assert sys.version_info >= (3, 13), "attached to a main thread blocked on a lock"
     target.send_signal(signal.SIGUSR1)
     out, err = target.communicate(timeout=60)
     assert target.returncode == 0, err
@@ -453,11 +453,12 @@ def test_attaching_100_times_leaves_the_service_as_it_was(service: Any) -> None:
     _left_nothing(s, before)
     assert s.health()["modules"] == before["modules"]
     # Flat over the last 50: typing's bounded caches (Generic[T] aliases) fill
-    # in the first ones; gc objects move only with the requests in flight,
-    # resident memory not at all once the allocator's high-water mark is reached.
+    # in the first ones; gc objects move only with the requests in flight.
     (rss_50, objects_50), (rss_100, objects_100) = marks
     assert objects_100 - objects_50 < 600, marks
-    assert rss_100 - rss_50 < 8_192, marks
+    # One allocator step (8 MB) may still fall in the last 50 (seen on 3.12
+    # under CI load); a leak of 160 KB per attach would pass two.
+    assert rss_100 - rss_50 < 16_384, marks
     assert s.proc.poll() is None and not s.failures
     assert s.get("/chat").startswith(b"token 0")
 
