@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reftrace.census import container_length, length_function
+from reftrace.files import write_atomic
 from reftrace.model import Path
 from reftrace.redact import clean
 from reftrace.snapshot import snapshot
@@ -108,11 +109,8 @@ class Stopped(Exception):
 
 
 def _write_json(directory: str, name: str, data: object) -> None:
-    """``data`` as ``directory/name``, written whole (to a temporary name, then renamed)."""
-    tmp = os.path.join(directory, name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(data, out)
-    os.replace(tmp, os.path.join(directory, name))
+    """``data`` as ``directory/name``, written whole (``files.write_atomic``)."""
+    write_atomic(os.path.join(directory, name), json.dumps(data).encode("utf-8"))
 
 
 def _read_options(directory: str) -> dict[str, Any]:

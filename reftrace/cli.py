@@ -259,11 +259,7 @@ def _run_attach(args: argparse.Namespace) -> int:
         return 130
     print(result)
     if isinstance(result, HeapSummary):
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as handle:
-                json.dump(result.to_dict(), handle, indent=2)
-                handle.write("\n")
-            print(f"summary written to {args.json}")
+        _write_outputs(args, str, result.to_dict)  # JSON only: --svg was refused above
         return CLEAN
     _write_outputs(args, result.render, result.to_dict)
     if args.html:

@@ -199,7 +199,9 @@ def test_the_command_writes_json_html_and_svg_and_exits_1_on_a_leak(
 
 
 @needs_attach
-def test_a_heap_summary_lists_the_biggest_containers_with_their_paths(service: Any) -> None:
+def test_a_heap_summary_lists_the_biggest_containers_with_their_paths(
+    service: Any, tmp_path: Path
+) -> None:
     s = service(leak=True)
     deadline = time.monotonic() + 60
     while s.health()["listeners"] < 1_500 and time.monotonic() < deadline:
@@ -212,6 +214,12 @@ def test_a_heap_summary_lists_the_biggest_containers_with_their_paths(service: A
     assert "__main__.BUS.listeners" in names, summary.text
     assert summary.data["types"] and summary.data["count"] > 1000
     _left_nothing(s, before)
+    out = tmp_path / "summary.json"
+    proc = _cli(str(s.pid), "--snapshot", "--no-progress", f"--json={out}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("heap snapshot:")
+    wheres = [c["where"] for c in json.loads(out.read_text())["containers"]]
+    assert "__main__.BUS.listeners" in wheres
 
 
 @needs_attach
