@@ -13,6 +13,8 @@ module recognises the bounds a program declares, without running its code:
   jinja2's ``LRUCache.capacity``; read only where no class defines the name,
   so no property or descriptor (user code) runs;
 - the ``re`` module's pattern caches (``re._MAXCACHE``);
+- caches in an extension module's C state that it empties at a fixed size
+  (``_struct``'s format cache, 100 formats);
 - whatever the user declares bounded (``soak(..., bounded=[obj])``).
 
 It also recognises containers of weak references (``WeakSet``,
@@ -54,6 +56,10 @@ _LIMIT_NAMES = (
 _BOUNDED_GLOBALS = {
     ("re", "_cache"): "_MAXCACHE",
     ("re", "_cache2"): "_MAXCACHE2",
+}
+#: Caches in an extension module's C state, with the size at which the module empties them.
+_MODULE_STATE_CACHES = {
+    "_struct": ("format cache", 100),  # Modules/_struct.c: MAXCACHE
 }
 _WEAK_TYPES = (weakref.ReferenceType, weakref.ProxyType, weakref.CallableProxyType)
 _SAMPLED_ITEMS = 8
@@ -99,7 +105,10 @@ def holds_weak_references(container: object) -> bool:
     is a weak reference: such a container keeps nothing alive."""
     items: list[object]
     if isinstance(container, dict):
-        pairs = list(islice(dict.items(container), _SAMPLED_ITEMS))
+        try:
+            pairs = list(islice(dict.items(container), _SAMPLED_ITEMS))
+        except RuntimeError:  # changed by another thread of a live program
+            return False
         if not pairs:
             return False
         keys = [k for k, _ in pairs]
@@ -286,6 +295,10 @@ def _bound(
     for holder in holders:
         if _is_lru_wrapper(holder):
             return _lru_bound(holder)
+        if isinstance(holder, types.ModuleType):
+            bound = _module_state_bound(holder, container)
+            if bound is not None:
+                return bound
         if type(holder) is dict:
             module_name = modules.get(id(holder))
             if module_name is not None:
@@ -306,6 +319,14 @@ def _bound(
                 kind = "capacity"
             return Bound(kind, limit, f"{type_name(owner)}({name}={limit})")
     return None
+
+
+def _module_state_bound(module: types.ModuleType, container: object) -> Bound | None:
+    known = _MODULE_STATE_CACHES.get(getattr(module, "__name__", ""))
+    if known is None or getattr(module, "__dict__", None) is container:
+        return None
+    what, limit = known
+    return Bound("maxsize", limit, f"the {module.__name__} module's {what}, emptied at {limit}")
 
 
 def _global_bound(module_name: str, namespace: dict[str, Any], container: object) -> Bound | None:

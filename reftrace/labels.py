@@ -72,7 +72,7 @@ def instance_dict(obj: object) -> dict[str, Any] | None:
 
 
 def _attr_from_dict(namespace: dict[str, Any], child: object, prefix: str = ".") -> Edge | None:
-    for name, value in list(dict.items(namespace)):
+    for name, value in dict.copy(namespace).items():
         if value is child:
             if type(name) is str and name.isidentifier():
                 return Edge("attr", f"{prefix}{name}", f".{name}")
@@ -124,9 +124,11 @@ def _container_edge(parent: object, child: object) -> Edge | None:
 
 
 def _dict_edge(items: dict[object, object], child: object) -> Edge | None:
-    # Iterated in place: the items iterator reuses one tuple, where a list of
-    # the items would allocate one per entry (60,000 for one label of a big
-    # dict, enough to bring on a collection of the whole heap).
+    # A copy (one C call, so no other thread of a live program changes it
+    # mid-way), iterated in place: the items iterator reuses one tuple, where
+    # a list of the items would allocate one per entry (60,000 for one label
+    # of a big dict, enough to bring on a collection of the whole heap).
+    items = dict.copy(items)
     for key, value in dict.items(items):
         if value is child:
             text = key_text(key)
@@ -237,7 +239,10 @@ def _edge(parent: object, child: object) -> Edge | None:
     if t is types.TracebackType:
         return _named_attrs(parent, child, ("tb_frame", "tb_next"))
     if issubclass(t, types.ModuleType):
-        return Edge("attr", ".__dict__", ".__dict__")
+        if getattr(parent, "__dict__", None) is child:
+            return Edge("attr", ".__dict__", ".__dict__")
+        # held by the module's C state (``_struct``'s format cache), not its globals
+        return Edge("referent", "<module state>", ".<module state>")
     if issubclass(t, BaseException):
         found = _named_attrs(parent, child, ("__traceback__", "__context__", "__cause__", "args"))
         if found is not None:
@@ -348,7 +353,7 @@ def _future_edge(parent: object, child: object) -> Edge | None:
 
 def global_edge(namespace: dict[str, Any], child: object) -> Edge:
     """The edge from a module's globals to ``child``: the global's name."""
-    for name, value in list(dict.items(namespace)):
+    for name, value in dict.copy(namespace).items():
         if value is child:
             text = str(name) if type(name) is str else key_text(name)
             return Edge("global", text, text)
