@@ -32,10 +32,11 @@ from typing import Any
 
 from reftrace.census import container_length, length_function
 from reftrace.files import write_atomic
+from reftrace.memory import gc_settings_kept
 from reftrace.model import Path
 from reftrace.redact import clean
 from reftrace.snapshot import snapshot
-from reftrace.soak import container_paths, soak_over_time
+from reftrace.soak import container_paths, soak_over_time, timed_waits
 from reftrace.units import human_size
 from reftrace.views import text
 
@@ -121,23 +122,12 @@ def _read_options(directory: str) -> dict[str, Any]:
     return options
 
 
-def _waiter(directory: str, interval: float, pauses: array[float]) -> Callable[[], None]:
-    """One wait between two samples; stops early when asked to.
-
-    Keeps, in ``pauses[0]``, the longest a measurement held the process (the
-    time between two waits, the first excepted) and in ``pauses[1]`` when
-    the last wait ended. An array of C doubles: the soak must not see the
-    agent's own bookkeeping grow."""
+def _waiter(directory: str, interval: float) -> Callable[[], None]:
+    """One wait between two samples; stops early when asked to."""
     stop = os.path.join(directory, "stop")
     heartbeat = os.path.join(directory, "started.json")
-    pauses[1] = time.perf_counter()
-    first = array("b", [1])
 
     def wait() -> None:
-        if first[0]:
-            first[0] = 0
-        else:
-            pauses[0] = max(pauses[0], time.perf_counter() - pauses[1])
         try:
             os.utime(heartbeat)  # a sign of life for the attaching side
         except OSError:
@@ -150,13 +140,8 @@ def _waiter(directory: str, interval: float, pauses: array[float]) -> Callable[[
             if left <= 0:
                 break
             time.sleep(min(_POLL, left))
-        pauses[1] = time.perf_counter()
 
     return wait
-
-
-def _gc_state() -> tuple[bool, tuple[int, ...], int]:
-    return gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()
 
 
 def run(directory: str) -> None:
@@ -178,37 +163,33 @@ def run(directory: str) -> None:
         "started.json",
         {"pid": os.getpid(), "python": list(sys.version_info[:3]), "started": time.time()},
     )
-    gc_before = _gc_state()
     started_tracing = False
     if options.get("tracemalloc") and not tracemalloc.is_tracing():
         tracemalloc.start(1)
         started_tracing = True
     try:
-        if options.get("snapshot"):
-            result = _summary()
-        else:
-            result = _growth(directory, int(options["samples"]), float(options["interval"]))
-            if started_tracing:
-                result["notes"].append(
-                    "tracemalloc traced the process during the attach (started and stopped by it)"
-                )
+        with gc_settings_kept():
+            if options.get("snapshot"):
+                result = _summary()
+            else:
+                result = _growth(directory, int(options["samples"]), float(options["interval"]))
+                if started_tracing:
+                    result["notes"].append(
+                        "tracemalloc traced the process during the attach "
+                        "(started and stopped by it)"
+                    )
     except Stopped:
         return
     finally:
         if started_tracing:
             tracemalloc.stop()
-        enabled, threshold, _ = gc_before
-        if gc.get_threshold() != threshold:
-            gc.set_threshold(*threshold)
-        if gc.isenabled() != enabled:
-            (gc.enable if enabled else gc.disable)()
     _write_json(directory, "result.json", result)
 
 
 def _growth(directory: str, samples: int, interval: float) -> dict[str, Any]:
     pauses = array("d", [0.0, 0.0])
     started = time.perf_counter()
-    sr = soak_over_time(_waiter(directory, interval, pauses), samples)
+    sr = soak_over_time(timed_waits(_waiter(directory, interval), pauses), samples)
     data = sr.to_dict()
     data["kind"] = "growth"
     data["pid"] = os.getpid()

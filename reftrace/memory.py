@@ -35,12 +35,14 @@ import ctypes
 import gc
 import sys
 import tracemalloc
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "Reading",
     "empty_free_lists",
+    "gc_settings_kept",
     "interpreter_frozen",
     "malloc_in_use",
     "malloc_measured",
@@ -181,3 +183,20 @@ def empty_free_lists() -> None:
         gc.collect()
     finally:
         gc.unfreeze()
+
+
+@contextlib.contextmanager
+def gc_settings_kept() -> Iterator[None]:
+    """Put the collector's enabled state and thresholds back as they were.
+
+    For measurements that run inside a program (an attach, a survey, a
+    worker plugin): whatever a measurement sets, the program keeps its own.
+    """
+    enabled, threshold = gc.isenabled(), gc.get_threshold()
+    try:
+        yield
+    finally:
+        if gc.get_threshold() != threshold:
+            gc.set_threshold(*threshold)
+        if gc.isenabled() != enabled:
+            (gc.enable if enabled else gc.disable)()

@@ -335,7 +335,7 @@ class SoakReport(views.Shown):
         ``projection``, a container's ``name``, ``expression`` and
         ``status``) is not read back: it is derived again.
         """
-        return _SoakReader(source).soak_report(data)
+        return SoakReader(source).soak_report(data)
 
     def render(self, path: str, format: str | None = None) -> str:
         """Write an SVG: growth over the iterations, and the retention graph
@@ -349,6 +349,12 @@ def loads(text: str | bytes, *, source: str = "<string>") -> SoakReport:
     Raises ``ReportFormatError`` naming ``source`` and the field when the
     text is not JSON or not a valid soak report.
     """
+    return SoakReport.from_dict(json_value(text, source=source), source=source)
+
+
+def json_value(text: str | bytes, *, source: str) -> Any:
+    """``text`` (UTF-8 bytes or str) parsed as JSON; ``ReportFormatError`` naming
+    ``source`` when it is not."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8-sig")
@@ -359,12 +365,11 @@ def loads(text: str | bytes, *, source: str = "<string>") -> SoakReport:
     if not isinstance(text, str):
         raise TypeError(f"loads() needs str or bytes, got {type(text).__name__}")
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise ReportFormatError(source, "", "not valid JSON: nested too deeply") from None
     except ValueError as error:
         raise ReportFormatError(source, "", f"not valid JSON: {error}") from None
-    return SoakReport.from_dict(data, source=source)
 
 
 _T = TypeVar("_T")
@@ -373,7 +378,7 @@ _T = TypeVar("_T")
 _UNIT = re.compile(r"[a-z]+(?:[ -][a-z]+)?")
 
 
-class _SoakReader(Reader):
+class SoakReader(Reader):
     """Reads the parts of a soak report, on top of a saved report's checks."""
 
     def trend(self, value: object, where: str) -> Trend:
