@@ -53,7 +53,7 @@ def realworld(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff (lint and formatting) and mypy --strict on the package."""
-    session.install("-e", ".", "ruff", "mypy", "pytest")
+    session.install("-e", ".[dask]", "ruff", "mypy", "pytest")
     sources = ["reftrace", "_reftrace_pytestplugin.py", "tests", "bench", "tools", "noxfile.py"]
     session.run("mypy", "--strict", "reftrace", "_reftrace_pytestplugin.py", "tools")
     session.run("ruff", "check", *sources)
@@ -63,14 +63,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=["3.14", "3.15"])
 def notebooks(session: nox.Session) -> None:
     """The notebooks, executed end to end on the newest interpreters (docs runs them on 3.11)."""
-    session.install("-e", ".[tools]", "nbclient>=0.10", "ipykernel>=6.29")
+    session.install("-e", ".[tools,dask]", "nbclient>=0.10", "ipykernel>=6.29")
     session.run("jupyter-execute", "--timeout=300", *sorted(glob.glob("notebooks/*.ipynb")))
 
 
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """The notebooks, executed end to end, then the site, with warnings as errors."""
-    session.install("-e", ".[docs,tools]")
+    session.install("-e", ".[docs,tools,dask]")
     # Executed fresh and not saved: the outputs stored in the notebooks are for reading.
     notebooks = sorted(glob.glob("notebooks/*.ipynb"))
     session.run("jupyter-execute", "--timeout=300", *notebooks)

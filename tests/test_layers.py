@@ -44,7 +44,7 @@ LAYERS: dict[str, list[str]] = {
         "stores",
         "ledger",
     ],
-    "results": ["report", "soak_report"],
+    "results": ["report", "soak_report", "cluster"],
     "features": [
         "proof",
         "analysis",
@@ -56,6 +56,7 @@ LAYERS: dict[str, list[str]] = {
         "tools",
         "attach_agent",
         "attach",
+        "dask",
     ],
     "presentation": [
         "renderers",
@@ -65,6 +66,7 @@ LAYERS: dict[str, list[str]] = {
         "renderers.html",
         "renderers.soak",
         "renderers.snapshot",
+        "renderers.cluster",
     ],
     "entry": ["", "__main__", "cli", "demo", "demo.__main__", "demo.agent"],
 }

@@ -4,6 +4,6 @@ Importing this package registers every renderer with :mod:`reftrace.views`,
 through which results print and draw themselves.
 """
 
-from reftrace.renderers import graph, html, snapshot, soak, text
+from reftrace.renderers import cluster, graph, html, snapshot, soak, text
 
-__all__ = ["graph", "html", "snapshot", "soak", "text"]
+__all__ = ["cluster", "graph", "html", "snapshot", "soak", "text"]

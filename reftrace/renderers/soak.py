@@ -432,9 +432,17 @@ def _masked(path: Path) -> Path:
 def _graph_svg(sr: SoakReport) -> str | None:
     """The retention graph of the growing containers, laid out by ``dot``;
     None when there is nothing to draw or no layout program."""
+    return containers_svg(
+        [(c, f"growing: {c.per_iteration:+.1f} items per {_step(sr)}") for c in sr.containers]
+    )
+
+
+def containers_svg(containers: list[tuple[GrowingContainer, str]]) -> str | None:
+    """The retention graph of ``containers`` (each with the summary its node
+    shows) and of one traced item of each, laid out by ``dot``; None when
+    there is nothing to draw or no layout program."""
     items: list[tuple[Path, str]] = []
-    for container in sr.containers:
-        summary = f"growing: {container.per_iteration:+.1f} items per {_step(sr)}"
+    for container, summary in containers:
         if container.path is not None:
             items.append((_masked(container.path), summary))
         for leak in container.samples[:1]:
