@@ -154,6 +154,35 @@ def test_lru_cache_is_not_leaking_once_full() -> None:
     assert render.cache_info().currsize == 32
 
 
+def test_the_struct_modules_format_cache_is_bounded_not_a_leak() -> None:
+    import _struct
+    import struct
+
+    # Every call packs a format never seen before: _struct caches each in a
+    # dict of its C state, and empties it at 100 formats.
+    formats = itertools.count(1000)
+    _struct._clearcache()
+    sr = reftrace.soak(lambda: struct.pack(f"{next(formats)}x"), iterations=40)
+    assert not sr.leaking, str(sr)
+    assert all(c.status != "unbounded" for c in sr.containers + sr.stopped), str(sr)
+
+
+def test_a_dict_in_a_modules_c_state_is_not_called_its_globals() -> None:
+    import struct
+
+    from reftrace.labels import edge
+
+    struct.pack("3x")
+    module = sys.modules["_struct"]
+    cache = next(r for r in gc.get_referents(module) if type(r) is dict and r is not vars(module))
+    assert edge(module, cache).label == "<module state>"
+    assert edge(module, vars(module)).label == ".__dict__"
+    from reftrace.bounds import find_bounds
+
+    (bound,) = find_bounds([cache])
+    assert bound is not None and bound.limit == 100, bound
+
+
 def test_cache_that_fills_during_warmup_then_plateaus_is_not_leaking() -> None:
     calls = itertools.count()
 
