@@ -38,8 +38,19 @@ def tests(session: nox.Session) -> None:
     )
     # Two workers (pytest-xdist): each is a process of its own, so no two tests
     # running at once share the gc, tracemalloc or thread state they check.
+    # loadgroup: the tests of one xdist_group (the Dask cluster's) share a worker.
     session.run(
-        "python", "-m", "pytest", "-n", "2", "-m", "not realworld", *session.posargs, env=examples
+        "python",
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "--dist",
+        "loadgroup",
+        "-m",
+        "not realworld",
+        *session.posargs,
+        env=examples,
     )
 
 

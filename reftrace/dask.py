@@ -27,6 +27,7 @@ import asyncio
 import functools
 import json
 import os
+import sys
 import threading
 import time
 import types
@@ -183,7 +184,7 @@ def _notes(outcomes: list[WorkerOutcome]) -> list[str]:
     for status, says in (
         ("failed", "could not be measured"),
         ("left", "left during the run"),
-        ("joined", "joined during the run and were not measured"),
+        ("joined", "joined during the run, not measured"),
     ):
         n = sum(1 for outcome in outcomes if outcome.status == status)
         if n:
@@ -253,20 +254,24 @@ def dask_bookkeeping(worker: distributed.Worker | None) -> dict[int, str]:
     the results the scheduler has not released yet, which Dask reports as
     *managed* memory) grow and shrink with the work in flight; when the
     cluster is busier than it can drain, they grow at every sample for a
-    while. They are kept by design, so a survey shows their growth as
-    declared and never calls it a leak. Found by following the worker's
-    attributes (objects of ``distributed`` and ``zict`` only, never the
-    tasks' own data) to a depth of ``_BOOKKEEPING_DEPTH``; maps each
-    container's id to its name (``worker.state.tasks``).
+    while. Dask's collection timer (``distributed.gc``) records every full
+    collection, the survey's own among them, in deques it trims at 30.
+    They are kept by design, so a survey shows their growth as declared and
+    never calls it a leak. Found by following the worker's attributes
+    (objects of ``distributed`` and ``zict`` only, never the tasks' own
+    data) to a depth of ``_BOOKKEEPING_DEPTH``; maps each container's id to
+    its name (``worker.state.tasks``).
     """
     if worker is None:
         return {}
     found: dict[int, str] = {}
     seen: set[int] = set()
+    gc_diagnosis = getattr(sys.modules.get("distributed.gc"), "_gc_diagnosis", None)
     stack: list[tuple[object, str, int]] = [
         (getattr(worker, "state", None), "worker.state", 0),
         (getattr(worker, "memory_manager", None), "worker.memory_manager", 0),
         (getattr(worker, "data", None), "worker.data", 0),
+        (gc_diagnosis, "distributed.gc._gc_diagnosis", 0),
     ]
     while stack:
         obj, name, depth = stack.pop()
@@ -360,6 +365,7 @@ class LeakWatch(WorkerPlugin):
         self._worker = worker
         self._tasks = array("q", [0])  # tasks counted; an array: no int objects churn
         self._due = self.every
+        self._resumed = array("d", [0.0])  # when the last wait ended
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reftrace-leakwatch", daemon=True)
@@ -384,8 +390,14 @@ class LeakWatch(WorkerPlugin):
     # The sampling thread.
 
     def _wait(self, pauses: array[float], tasks: array[int]) -> None:
-        """Until ``every`` more tasks ran and the budget allows the next sample."""
-        cost = time.perf_counter() - pauses[1] if tasks[1] else 0.0
+        """Until ``every`` more tasks ran and the budget allows the next sample.
+
+        The cost is all the sampler did since the last wait ended: a sample,
+        or the end of a round (its leak traces, its report) and the first
+        sample of the next.
+        """
+        now = time.perf_counter()
+        cost = now - self._resumed[0] if self._resumed[0] else 0.0
         earliest = time.monotonic() + cost / self.budget - cost
         self._due = self._tasks[0] + self.every
         self._wake.clear()
@@ -399,6 +411,7 @@ class LeakWatch(WorkerPlugin):
         if tasks[1] == 1:
             tasks[0] = self._tasks[0]
         tasks[2] = self._tasks[0]
+        self._resumed[0] = time.perf_counter()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -460,9 +473,10 @@ def findings(client: distributed.Client) -> ClusterReport:
         for _, message in client.get_events(TOPIC)
         if isinstance(message, dict) and isinstance(message.get("worker"), str)
     ]
-    running = {i for i in client.run(_watch_id).values() if i}
+    running = {i for i in client.run(_watch_id, on_error="return").values() if isinstance(i, str)}
+    running.discard("")
     newest = messages[-1].get("watch") if messages else None
-    wanted = running or {newest}
+    wanted: set[object] = set(running) or {newest}
     latest: dict[str, dict[str, Any]] = {}
     rounds = 0
     for message in messages:

@@ -29,6 +29,33 @@ import reftrace.dask  # noqa: E402
 
 WORKERS = 4
 
+# One pytest-xdist worker runs them all (nox runs pytest with --dist loadgroup),
+# so the cluster starts once, and the thread Dask leaves behind is gone before
+# that worker runs anything else.
+pytestmark = pytest.mark.xdist_group("dask")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_dask_thread_left() -> Iterator[None]:
+    """Dask keeps one offload thread for the life of the process; the tests
+    that fork (``watch(prove=True)``) refuse while another thread runs. It is
+    stopped after this module, and a fresh executor, with no thread until
+    used, put in its place."""
+    yield
+    from concurrent.futures import ThreadPoolExecutor
+
+    import distributed.utils
+
+    old = distributed.utils._offload_executor
+    distributed.utils._offload_executor = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="Dask-Offload"
+    )
+    old.shutdown(wait=True)
+    deadline = time.monotonic() + 30
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [t.name for t in threading.enumerate()] == ["MainThread"]
+
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
