@@ -84,7 +84,8 @@ class WorkerOutcome:
     pid: int | None = None
     #: seconds the measurement took on the worker
     seconds: float = 0.0
-    #: the longest a measurement held the worker's process (gc.collect, census)
+    #: the longest one sample's measuring took (a full gc.collect, the census);
+    #: the worker's own threads run between its steps, so they wait less
     longest_pause: float = 0.0
     #: what one sample stands for: seconds (a survey) or tasks (the plugin)
     per_sample: float = 1.0

@@ -27,6 +27,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -138,7 +139,7 @@ def survey(
     for address in targets:
         result = results.get(address)
         if isinstance(result, dict):
-            outcomes.append(_outcome(address, result, interval))
+            outcomes.append(_outcome(address, result, float(result["per_sample"])))
         elif address not in after:
             outcomes.append(WorkerOutcome(address, "left", error="left the cluster during the run"))
         else:
@@ -156,14 +157,22 @@ def survey(
     )
 
 
+#: ``Exception: ModuleNotFoundError("No module named 'reftrace'")``
+_WRAPPED = re.compile(r"Exception: (\w+)\((['\"])(.*)\2\)", re.S)
+
+
 def _failure(result: object) -> str:
     """One line for a worker's exception (``reftrace`` missing there, said plainly)."""
     if result is None:
         return "gave no result"
     text = f"{type(result).__name__}: {result}"
-    # The scheduler hands a worker's exception back wrapped: match its text.
+    # The scheduler hands a worker's exception back wrapped in an Exception
+    # whose text is the repr of the original: unwrap it.
+    inner = _WRAPPED.fullmatch(text)
+    if inner is not None:
+        text = f"{inner.group(1)}: {inner.group(3)}"
     if "No module named 'reftrace" in text or ("ImportError" in text and "reftrace" in text):
-        return f"reftrace cannot be imported on this worker ({text})"
+        return f"reftrace cannot be imported on this worker: {text}"
     return text
 
 
@@ -227,18 +236,30 @@ async def _survey_worker(
 def _measure(samples: int, interval: float, worker: distributed.Worker | None) -> dict[str, Any]:
     """``samples`` samples, ``interval`` seconds apart: the soak report, as JSON."""
     pauses = array("d", [0.0, 0.0])
+    # when the first and the last wait ended, and how many ended
+    ends = array("d", [0.0, 0.0, 0.0])
+
+    def wait() -> None:
+        time.sleep(interval)
+        ends[1] = time.perf_counter()
+        if not ends[2]:
+            ends[0] = ends[1]
+        ends[2] += 1
+
     started = time.perf_counter()
     with gc_settings_kept():
         sr = soak_over_time(
-            timed_waits(lambda: time.sleep(interval), pauses),
-            samples,
-            kept_by_design=dask_bookkeeping(worker),
+            timed_waits(wait, pauses), samples, kept_by_design=dask_bookkeeping(worker)
         )
+    # A sample stands for the interval and the measuring after it: the
+    # rates are per second of the real time between samples.
+    per_sample = (ends[1] - ends[0]) / (ends[2] - 1) if ends[2] > 1 else interval
     return {
         "report": sr.to_json(),
         "pid": os.getpid(),
         "seconds": time.perf_counter() - started,
         "longest_pause": pauses[0],
+        "per_sample": per_sample,
     }
 
 
@@ -255,7 +276,9 @@ def dask_bookkeeping(worker: distributed.Worker | None) -> dict[int, str]:
     *managed* memory) grow and shrink with the work in flight; when the
     cluster is busier than it can drain, they grow at every sample for a
     while. Dask's collection timer (``distributed.gc``) records every full
-    collection, the survey's own among them, in deques it trims at 30.
+    collection, the survey's own among them, in deques it trims at 30. Its
+    metrics (``worker.digests_total`` and the like) are cumulative by design
+    and gain keys with every new computation.
     They are kept by design, so a survey shows their growth as declared and
     never calls it a leak. Found by following the worker's attributes
     (objects of ``distributed`` and ``zict`` only, never the tasks' own
@@ -273,6 +296,8 @@ def dask_bookkeeping(worker: distributed.Worker | None) -> dict[int, str]:
         (getattr(worker, "data", None), "worker.data", 0),
         (gc_diagnosis, "distributed.gc._gc_diagnosis", 0),
     ]
+    for name in ("digests", "digests_total", "digests_total_since_heartbeat", "digests_max"):
+        stack.append((getattr(worker, name, None), f"worker.{name}", 0))
     while stack:
         obj, name, depth = stack.pop()
         if obj is None or id(obj) in seen:
@@ -404,9 +429,12 @@ class LeakWatch(WorkerPlugin):
         while True:
             if self._stop.is_set():
                 raise _Stopped
-            if self._tasks[0] >= self._due and time.monotonic() >= earliest:
+            if self._tasks[0] < self._due:
+                self._wake.wait(1.0)  # set by the task that makes the count
+            elif (left := earliest - time.monotonic()) > 0:
+                self._stop.wait(left)  # the count is made: only the budget's time is left
+            else:
                 break
-            self._wake.wait(min(1.0, max(0.05, earliest - time.monotonic())))
         tasks[1] += 1
         if tasks[1] == 1:
             tasks[0] = self._tasks[0]

@@ -518,7 +518,12 @@ def _report(
     sites = _sites(sample)
     settle = ""
     if w.verdict == "inconclusive" or w.weak_because:
-        settle = f"reftrace.soak(fn, iterations={_settling_run(n, budget)})"
+        longer = _settling_run(n, budget)
+        settle = (
+            f"reftrace.soak(fn, iterations={longer})"
+            if unit == "call"
+            else f"a run of {longer} {unit}s, ten times as long"
+        )
     reason = explain(w, containers, stopped, n, unit=unit)
     timings["total"] = time.perf_counter() - t0 + timings.pop("measured_total")
     timings["per_iteration_calls"] = timings["calls"] / max(n, 1)

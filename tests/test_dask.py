@@ -300,3 +300,18 @@ def test_a_worker_that_dies_during_a_survey_is_reported_not_fatal() -> None:
     others = [w for w in report.workers if w.address != victim and w.status != "joined"]
     assert [w.status for w in others] == ["measured"], report
     assert "1 worker left during the run" in report.notes
+
+
+@pytest.mark.heavy
+def test_the_dask_benchmark_runs_and_its_checks_pass() -> None:
+    bench = Path(__file__).resolve().parent.parent / "bench" / "bench_dask.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--quick"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in (
+        "LeakWatch() (every=1000, budget=0.01)",
+        "LeakWatch(every=100, budget=0.05)",
+        "the cluster's verdict:",
+    ):
+        assert row in done.stdout, done.stdout

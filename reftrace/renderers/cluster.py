@@ -77,7 +77,7 @@ def _worker_line(outcome: WorkerOutcome) -> str:
     report = outcome.report
     if report is None:
         return f"{address:<28} {outcome.status}: {clean(outcome.error, 200)}"
-    pause = f"longest pause {duration(outcome.longest_pause)}"
+    pause = f"longest sample {duration(outcome.longest_pause)}"
     return (
         f"{address:<28} {report.verdict} ({report.confidence}), {pause}: "
         f"{clean(report.reason, 160)}"
@@ -136,7 +136,7 @@ def render_cluster_html(report: ClusterReport) -> str:
         for w in report.workers
     )
     parts.append(
-        "<table><tr><th>worker</th><th>verdict</th><th>longest pause</th><th>why</th></tr>"
+        "<table><tr><th>worker</th><th>verdict</th><th>longest sample</th><th>why</th></tr>"
         f"{rows}</table>"
     )
     parts.extend(f"<p>note: {escape(note, 300)}</p>" for note in report.notes)
