@@ -133,11 +133,20 @@ def survey(
             raise ValueError(f"not workers of this cluster: {', '.join(unknown)}")
     if not targets:
         raise ValueError("the cluster has no workers to survey")
-    results = client.run(_survey_worker, samples, interval, workers=targets, on_error="return")
+    # Whether each worker can import reftrace, asked with a builtin (which
+    # unpickles anywhere): a worker that cannot unpickle the survey's own
+    # function may answer with a closed connection instead of the ImportError.
+    imports = client.run(exec, "import reftrace.dask", workers=targets, on_error="return")
+    ready = [address for address in targets if imports.get(address, "") is None]
+    results = (
+        client.run(_survey_worker, samples, interval, workers=ready, on_error="return")
+        if ready
+        else {}
+    )
     after = set(_worker_addresses(client))
     outcomes = []
     for address in targets:
-        result = results.get(address)
+        result = results.get(address, imports.get(address))
         if isinstance(result, dict):
             outcomes.append(_outcome(address, result, float(result["per_sample"])))
         elif address not in after:

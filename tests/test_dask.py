@@ -243,7 +243,17 @@ def test_bad_input_is_refused_with_the_reason(client: Any) -> None:
 
 _NO_REFTRACE = """
 import sys
-sys.modules["reftrace"] = None  # a worker where reftrace is not installed
+
+
+class NoReftrace:
+    \"\"\"A worker where reftrace is not installed: its import fails as it would then.\"\"\"
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "reftrace" or name.startswith("reftrace."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+sys.meta_path.insert(0, NoReftrace())
 from distributed.cli.dask_worker import main
 sys.argv = ["dask-worker", sys.argv[1], "--no-nanny", "--nthreads", "1", "--name", "bare"]
 main()
@@ -272,7 +282,10 @@ def test_a_worker_without_reftrace_is_reported_and_the_others_measured() -> None
     statuses = sorted(w.status for w in report.workers)
     assert statuses == ["failed", "measured"], report
     failed = next(w for w in report.workers if w.status == "failed")
-    assert "reftrace cannot be imported on this worker" in failed.error
+    assert failed.error == (
+        "reftrace cannot be imported on this worker: "
+        "ModuleNotFoundError: No module named 'reftrace'"
+    )
     assert report.verdict == "inconclusive"
     assert "1 worker could not be measured" in report.notes
     assert failed.error in str(report)
