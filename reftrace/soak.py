@@ -502,7 +502,8 @@ def _report(
     if len(ledger.candidates) > MAX_CONTAINERS:
         notes.append(
             f"{len(ledger.candidates)} containers grew at every checkpoint; "
-            f"the {MAX_CONTAINERS} holding the most are shown"
+            f"{MAX_CONTAINERS} are shown: holders first, then those a bound limits, "
+            "each group by what it keeps alive"
         )
     if not malloc_measured():
         notes.append(
