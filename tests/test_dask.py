@@ -170,20 +170,27 @@ def test_a_clean_workload_and_a_bounded_cache_give_no_finding(client: Any, task:
     assert all(w.verdict != "leaking" for w in report.workers), report
 
 
-@pytest.mark.heavy
-def test_leakwatch_sends_each_workers_findings_while_the_cluster_runs(client: Any) -> None:
-    _reset(client)
-    client.register_plugin(reftrace.dask.LeakWatch("leaky", every=20, budget=0.5, samples=30))
+def _watched(client: Any, watch: Any, fn: Callable[[int], int]) -> reftrace.cluster.ClusterReport:
+    """``findings()`` once every worker sent a round of ``watch`` under a load of
+    ``fn`` (or after two minutes); the plugin is unregistered after."""
+    client.register_plugin(watch)
     try:
-        with Load(client, dask_tasks.leaky):
+        with Load(client, fn):
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
+            while True:
                 report = reftrace.dask.findings(client)
-                if len(report.workers) == WORKERS:
-                    break
+                if len(report.workers) == WORKERS or time.monotonic() >= deadline:
+                    return report
                 time.sleep(1)
     finally:
         client.unregister_worker_plugin("reftrace-leakwatch")
+
+
+@pytest.mark.heavy
+def test_leakwatch_sends_each_workers_findings_while_the_cluster_runs(client: Any) -> None:
+    _reset(client)
+    watch = reftrace.dask.LeakWatch("leaky", every=20, budget=0.5, samples=30)
+    report = _watched(client, watch, dask_tasks.leaky)
     assert len(report.workers) == WORKERS, report
     assert [f.holder for f in report.findings] == ["dask_tasks.RESULTS"], report
     finding = report.findings[0]
@@ -199,18 +206,9 @@ def test_leakwatch_sends_each_workers_findings_while_the_cluster_runs(client: An
 @pytest.mark.heavy
 def test_leakwatch_on_a_clean_workload_finds_nothing(client: Any) -> None:
     _reset(client)
-    client.register_plugin(reftrace.dask.LeakWatch("clean", every=20, budget=0.5, samples=12))
-    try:
-        with Load(client, dask_tasks.clean):
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:
-                report = reftrace.dask.findings(client)
-                # the rounds of this watch only, not the leaky one's before it
-                if len(report.workers) == WORKERS:
-                    break
-                time.sleep(1)
-    finally:
-        client.unregister_worker_plugin("reftrace-leakwatch")
+    watch = reftrace.dask.LeakWatch("clean", every=20, budget=0.5, samples=12)
+    # the rounds of this watch only, not the leaky one's before it
+    report = _watched(client, watch, dask_tasks.clean)
     assert len(report.workers) == WORKERS, report
     assert report.findings == [], report
     assert all(w.verdict != "leaking" for w in report.workers), report
