@@ -39,7 +39,7 @@ from reftrace.objects import class_attribute, referents, type_module, type_name
 
 __all__ = ["Bound", "BoundKind", "find_bounds", "holds_weak_references", "resolve_declared"]
 
-BoundKind = Literal["maxlen", "maxsize", "capacity", "declared", "unbounded"]
+BoundKind = Literal["maxlen", "maxsize", "capacity", "keyed", "declared", "unbounded"]
 
 #: Instance attributes that carry a container's limit, most specific first.
 _LIMIT_NAMES = (
@@ -57,6 +57,12 @@ _BOUNDED_GLOBALS = {
     ("re", "_cache"): "_MAXCACHE",
     ("re", "_cache2"): "_MAXCACHE2",
 }
+#: Module globals that keep one entry per member of a finite set, by design:
+#: they grow while new members are seen, and stop. Only caches whose keys
+#: cannot be made up at run time belong here (a logger per request name can).
+_KEYED_GLOBALS = {
+    ("linecache", "cache"): "one entry per source file whose lines were read",
+}
 #: Caches in an extension module's C state, with the size at which the module empties them.
 _MODULE_STATE_CACHES = {
     "_struct": ("format cache", 100),  # Modules/_struct.c: MAXCACHE
@@ -70,7 +76,9 @@ class Bound:
     """What limits a container, and by how much.
 
     ``kind`` is ``"maxlen"`` (a deque's), ``"maxsize"`` (a cache's),
-    ``"capacity"``, ``"declared"`` (said bounded by the user, with or without
+    ``"capacity"``, ``"keyed"`` (a cache of the standard library with one
+    entry per member of a finite set, such as ``linecache.cache``: one per
+    source file), ``"declared"`` (said bounded by the user, with or without
     a ``limit``), or ``"unbounded"``: a cache that says it has no limit
     (``lru_cache(maxsize=None)``). ``owner`` says, as a person would, what
     declares it (``functools.lru_cache(maxsize=128) on render``).
@@ -218,7 +226,7 @@ def _is_lru_wrapper(obj: object) -> bool:
 
 def _module_globals() -> dict[int, str]:
     out = {}
-    for module_name, _ in _BOUNDED_GLOBALS:
+    for module_name, _ in [*_BOUNDED_GLOBALS, *_KEYED_GLOBALS]:
         module = sys.modules.get(module_name)
         if module is not None:
             out[id(vars(module))] = module_name
@@ -330,6 +338,9 @@ def _module_state_bound(module: types.ModuleType, container: object) -> Bound | 
 
 
 def _global_bound(module_name: str, namespace: dict[str, Any], container: object) -> Bound | None:
+    for (module, name), keys in _KEYED_GLOBALS.items():
+        if module == module_name and namespace.get(name) is container:
+            return Bound("keyed", None, f"{module}.{name}: {keys}")
     for (module, name), limit_name in _BOUNDED_GLOBALS.items():
         if module == module_name and namespace.get(name) is container:
             limit = namespace.get(limit_name)

@@ -167,6 +167,26 @@ def test_the_struct_modules_format_cache_is_bounded_not_a_leak() -> None:
     assert all(c.status != "unbounded" for c in sr.containers + sr.stopped), str(sr)
 
 
+def test_linecache_filling_with_source_files_is_kept_by_design(tmp_path: Path) -> None:
+    import linecache
+
+    # Anything that formats a traceback, or a profiler that names lines (Dask's
+    # does, every 10 ms), reads each source file once into linecache.cache.
+    files = iter(range(10_000))
+
+    def read_a_new_file() -> None:
+        path = tmp_path / f"module_{next(files)}.py"
+        path.write_text("x = 1\n")
+        linecache.getline(str(path), 1)
+
+    sr = reftrace.soak(read_a_new_file, iterations=40)
+    assert not sr.leaking, str(sr)
+    (cache,) = [c for c in sr.containers + sr.stopped if c.name == "linecache.cache"]
+    assert cache.status == "declared", str(sr)
+    assert cache.bound is not None and cache.bound.kind == "keyed"
+    assert "one entry per source file" in str(sr)
+
+
 def test_a_dict_in_a_modules_c_state_is_not_called_its_globals() -> None:
     import struct
 
