@@ -99,7 +99,8 @@ def survey(
     Each worker samples its heap every ``interval`` seconds (default:
     ``duration / 30``) in a thread of its own, while it goes on running
     tasks: the cluster's own load is what grows. At least 6 samples are
-    needed; a verdict of high confidence takes about 30.
+    needed; under 23, what grows is at most inconclusive, never leaking (a
+    live run is never extended), and the default is 30.
     Workers that grow the same holder give one finding, with each worker's
     rate in items per second. A survey takes ``duration`` plus one more
     interval when something grows.

@@ -392,7 +392,10 @@ def _decide(w: Weighing, second_look: bool, live: bool = False) -> None:
             w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "unconfirmed"
         elif window < DECISIVE_WINDOW:
             w.weak_because = "short"
-            if not w.regular:
+            if not w.regular or live:
+                # A live run is never extended, and over a few samples a
+                # container a program trims by hand, or a cache that fills in
+                # bursts, grows as regularly as a leak: not enough to say one.
                 w.verdict, w.confidence = "inconclusive", "low"
         elif w.intervals < DECISIVE_INTERVALS:
             w.weak_because = "few checkpoints"
@@ -585,7 +588,9 @@ def explain(
             text += "; " + _WEAK_BECAUSE[w.weak_because].format(unit=unit)
         elif w.weak_because == "short":
             text += f"; judged on only {plural(window, unit)}"
-        text += f"; the budget of {plural(n, unit)} ran out"
+        # A soak ran out of calls it may add; a live run is never extended.
+        ended = "the budget of {} ran out" if unit == "call" else "the run ended after {}"
+        text += "; " + ended.format(plural(n, unit))
     elif w.weak_because == "no holder":
         text += " (held from C, or by a chain of objects)"
     elif w.weak_because == "memory only":

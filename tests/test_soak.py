@@ -167,6 +167,21 @@ def test_the_struct_modules_format_cache_is_bounded_not_a_leak() -> None:
     assert all(c.status != "unbounded" for c in sr.containers + sr.stopped), str(sr)
 
 
+def test_a_live_run_too_short_to_decide_asks_for_a_longer_one() -> None:
+    from reftrace.soak import soak_over_time
+
+    # The same regular leak, sampled as in a running program (attach, a Dask
+    # survey): a live run is never extended, so a few samples cannot say more
+    # than "run longer"; thirty can say leaking.
+    short = soak_over_time(handle_request, 8)
+    assert (short.verdict, short.confidence) == ("inconclusive", "low"), str(short)
+    assert short.settle == "a run of 80 samples, ten times as long", short.settle
+    assert [c.name for c in short.holders] == ["test_soak.REQUESTS_SEEN"], str(short)
+    REQUESTS_SEEN.clear()
+    full = soak_over_time(handle_request, 30)
+    assert (full.verdict, full.confidence) == ("leaking", "high"), str(full)
+
+
 def test_linecache_filling_with_source_files_is_kept_by_design(tmp_path: Path) -> None:
     import linecache
 

@@ -142,7 +142,7 @@ def test_explain_names_the_unit_it_is_given(leaking: SoakReport) -> None:
     unsure.weak_because = "unconfirmed"
     text = explain(unsure, leaking.containers, [], leaking.iterations, unit="sample")
     assert "varies from sample to sample" in text
-    assert f"the budget of {leaking.iterations} samples ran out" in text
+    assert f"the run ended after {leaking.iterations} samples" in text
     assert "call" not in text
 
 
