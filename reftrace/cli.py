@@ -5,7 +5,7 @@
     reftrace soak MODULE:FUNCTION [-n 50] [--warmup W] [--max-iterations M]
                   [--max-seconds S] [--svg out.svg] [--json out.json]
     reftrace watch MODULE:FUNCTION [--svg out.svg] [--json out.json]
-    reftrace attach PID [--duration 60s] [--interval 10s] [--snapshot]
+    reftrace attach PID [--duration 5m] [--interval 10s] [--snapshot]
                   [--svg out.svg] [--html out.html] [--json out.json]
     reftrace demo [--svg reftrace-demo.svg]
 
@@ -424,7 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     attach.add_argument("pid", type=_positive_int, metavar="PID")
     attach.add_argument(
-        "--duration", type=_duration, default=60.0, metavar="TIME", help="default: 60s"
+        "--duration",
+        type=_duration,
+        default=300.0,
+        metavar="TIME",
+        help="default: 5m, 30 samples at the default interval (under 23 samples, "
+        "growth is at most inconclusive)",
     )
     attach.add_argument(
         "--interval", type=_duration, default=10.0, metavar="TIME", help="default: 10s"

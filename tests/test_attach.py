@@ -166,6 +166,19 @@ def test_attach_names_the_listener_leak_of_a_running_service(service: Any) -> No
 
 
 @needs_attach
+def test_a_short_attach_to_the_leak_asks_for_a_run_ten_times_as_long(service: Any) -> None:
+    s = service(leak=True)
+    time.sleep(0.5)
+    # 12 samples: the holder is named, but a run never extended cannot confirm
+    # on so few that its growth is a leak and not a burst.
+    sr = attach(s.pid, duration=3, interval=0.25)
+    assert (sr.verdict, sr.confidence) == ("inconclusive", "low"), str(sr)
+    assert [c.name for c in sr.holders] == ["__main__.BUS.listeners"], str(sr)
+    assert "the run ended after 12 samples" in sr.reason, sr.reason
+    assert sr.settle == f"reftrace attach {s.pid} --duration 30s", sr.settle
+
+
+@needs_attach
 def test_attach_reports_the_same_service_without_the_leak_flat(service: Any) -> None:
     s = service(leak=False)
     time.sleep(0.5)
