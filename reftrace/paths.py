@@ -20,6 +20,7 @@ somewhere the gc cannot see; the reference counts tell the two apart.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 from reftrace.heap import HeapView, RootEdge, future_values
@@ -115,6 +116,25 @@ def shortest_paths(
         found = _forward(heap, {s: list(s.toward_target) for s in unseen}, max_depth)
         for search, result in found.items():
             search.result = result
+        heap.release_scan()
+    # The same holds for a target the gc does not track (a tuple of strings
+    # given to track()) that the backward search did reach: an instance's
+    # __dict__ of atomic values may hold it too, one the gc never lists, on
+    # a shorter path. A walk from the roots to the target itself settles it.
+    untracked = [
+        s
+        for s in searches
+        if s not in walked
+        and isinstance(s.result, Found)
+        and s.result.root.kind != "hidden"
+        and not gc.is_tracked(heap.nodes[s.target])
+    ]
+    if untracked:
+        found = _forward(heap, {s: [s.target] for s in untracked}, max_depth)
+        for search, result in found.items():
+            assert isinstance(search.result, Found)
+            if len(result.chain) < len(search.result.chain):
+                search.result = result
         heap.release_scan()
     # The ids of freed containers must not stay "own": new objects reuse them.
     heap.own.difference_update(id(s.toward_target) for s in searches)

@@ -207,6 +207,29 @@ def test_untracked_container_can_leak():
     assert only_leak(w.report).path.expression == "REGISTRY[0]"
 
 
+class _Plain:
+    pass
+
+
+def test_an_untracked_leak_is_given_its_shortest_path_through_an_untracked_dict():
+    # `near`'s __dict__ holds nothing but the tuple of strings, so (before
+    # 3.14) the gc does not track it and never lists it as a referrer; the
+    # longer way through tracked holders (`far.middle`) is not the shortest.
+    with reftrace.watch() as w:
+        leaked = w.track(("kept", "".join(["by-", str(id(w))])))
+        top, far, middle, near = _Plain(), _Plain(), _Plain(), _Plain()
+        for obj in (top, far, middle, near):
+            vars(obj)  # a real __dict__ (3.11+ keep values inline until asked)
+        middle.t, middle.me = leaked, middle
+        far.middle = middle
+        top.far, top.near = far, near
+        near.t = leaked
+        REGISTRY.append(top)
+        del leaked, top, far, middle, near, obj
+    paths = {leak.path.expression for leak in w.report.leaks if leak.path is not None}
+    assert paths == {"REGISTRY[0].near.t"}, str(w.report)
+
+
 def test_cycle_without_root_is_garbage_not_a_leak():
     with reftrace.watch() as w:
         a, b = Payload(1), Payload(1)
