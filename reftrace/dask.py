@@ -60,6 +60,12 @@ MIN_SAMPLES = 6
 DEFAULT_SAMPLES = 30
 #: The topic the plugin's rounds are sent to the scheduler under.
 TOPIC = "reftrace-leakwatch"
+#: On a worker, the surveys it runs now, by id: set to stop one early.
+_STOPS: dict[str, threading.Event] = {}
+
+
+class SurveyStopped(Exception):
+    """A worker's survey was stopped from the client (interrupted there)."""
 
 
 def _positive(name: str, value: object) -> float:
@@ -103,7 +109,9 @@ def survey(
     live run is never extended), and the default is 30.
     Workers that grow the same holder give one finding, with each worker's
     rate in items per second. A survey takes ``duration`` plus one more
-    interval when something grows.
+    interval when something grows. Interrupted (Ctrl-C, a notebook's
+    interrupt), it stops every worker's measurement at its next wait, then
+    lets the ``KeyboardInterrupt`` go on.
 
     Raises ``TypeError`` or ``ValueError`` for a client that is not a
     connected, synchronous ``distributed.Client``, a duration or interval
@@ -139,17 +147,28 @@ def survey(
     # function may answer with a closed connection instead of the ImportError.
     imports = client.run(exec, "import reftrace.dask", workers=targets, on_error="return")
     ready = [address for address in targets if imports.get(address, "") is None]
-    results = (
-        client.run(_survey_worker, samples, interval, workers=ready, on_error="return")
-        if ready
-        else {}
-    )
+    survey_id = uuid.uuid4().hex
+    try:
+        results = (
+            client.run(
+                _survey_worker, samples, interval, survey_id, workers=ready, on_error="return"
+            )
+            if ready
+            else {}
+        )
+    except KeyboardInterrupt:
+        # Interrupted here (Ctrl-C, or a notebook's interrupt): the workers
+        # would go on measuring, and pausing their tasks, to the end.
+        client.run(_stop_survey, survey_id, workers=ready, on_error="return")
+        raise
     after = set(_worker_addresses(client))
     outcomes = []
     for address in targets:
         result = results.get(address, imports.get(address))
-        if isinstance(result, dict):
+        if isinstance(result, dict) and "report" in result:
             outcomes.append(_outcome(address, result, float(result["per_sample"])))
+        elif isinstance(result, dict):
+            outcomes.append(WorkerOutcome(address, "failed", error="stopped before the end"))
         elif address not in after:
             outcomes.append(WorkerOutcome(address, "left", error="left the cluster during the run"))
         else:
@@ -212,13 +231,15 @@ def _notes(outcomes: list[WorkerOutcome]) -> list[str]:
 
 
 async def _survey_worker(
-    samples: int, interval: float, dask_worker: distributed.Worker | None = None
+    samples: int, interval: float, survey_id: str, dask_worker: distributed.Worker | None = None
 ) -> dict[str, Any]:
     """On a worker (through ``Client.run``): the measurement, in a thread of its own.
 
     The worker's event loop only awaits the thread, so it goes on serving
-    the scheduler and running tasks meanwhile.
+    the scheduler and running tasks meanwhile. :func:`_stop_survey` with the
+    same ``survey_id`` ends it at its next wait.
     """
+    stop = _STOPS[survey_id] = threading.Event()
     loop = asyncio.get_running_loop()
     done: asyncio.Future[dict[str, Any]] = loop.create_future()
 
@@ -233,24 +254,55 @@ async def _survey_worker(
 
     def work() -> None:
         try:
-            result = _measure(samples, interval, dask_worker)
+            result = _measure(samples, interval, dask_worker, stop)
+        except SurveyStopped:
+            loop.call_soon_threadsafe(settle, {"stopped": True}, None)
         except BaseException as exc:
-            loop.call_soon_threadsafe(settle, None, exc)
+            loop.call_soon_threadsafe(settle, None, _without_frames(exc))
         else:
             loop.call_soon_threadsafe(settle, result, None)
+        finally:
+            _STOPS.pop(survey_id, None)
 
     threading.Thread(target=work, name="reftrace-survey", daemon=True).start()
     return await done
 
 
-def _measure(samples: int, interval: float, worker: distributed.Worker | None) -> dict[str, Any]:
-    """``samples`` samples, ``interval`` seconds apart: the soak report, as JSON."""
+def _without_frames(error: BaseException) -> BaseException:
+    """``error`` and the exceptions it chains, without their tracebacks: Dask
+    keeps a failed call's error a while, and the frames of a failed survey
+    would keep its objects alive on the worker."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error
+
+
+def _stop_survey(survey_id: str) -> bool:
+    """On a worker: ends the survey ``survey_id`` at its next wait (True if it runs)."""
+    stop = _STOPS.get(survey_id)
+    if stop is not None:
+        stop.set()
+    return stop is not None
+
+
+def _measure(
+    samples: int, interval: float, worker: distributed.Worker | None, stop: threading.Event
+) -> dict[str, Any]:
+    """``samples`` samples, ``interval`` seconds apart: the soak report, as JSON.
+
+    Raises :class:`SurveyStopped` at the first wait after ``stop`` is set.
+    """
     pauses = array("d", [0.0, 0.0])
     # when the first and the last wait ended, and how many ended
     ends = array("d", [0.0, 0.0, 0.0])
 
     def wait() -> None:
-        time.sleep(interval)
+        if stop.wait(interval):
+            raise SurveyStopped("the survey was stopped from the client")
         ends[1] = time.perf_counter()
         if not ends[2]:
             ends[0] = ends[1]

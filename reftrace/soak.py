@@ -292,7 +292,7 @@ def soak(
         max_depth = _check_int("max_depth", max_depth, 1)
     declared = resolve_declared(bounded)
 
-    runner = Lifecycle(fn, loop, what="soak()")
+    runner = Lifecycle(fn, loop, what="reftrace.soak()")
     try:
         budget = Budget(iterations, max_iterations, max_seconds)
         return _soak(runner, budget, warmup, progress, samples, checkpoints, max_depth, declared)
@@ -334,7 +334,7 @@ def _soak(
                     progress.close()
                     progress.enabled = False
                     if hasattr(exc, "add_note"):
-                        exc.add_note(f"(raised by call {k} of {end} in reftrace.soak())")
+                        exc.add_note(f"(raised by {unit} {k} of {end} in {runner.what})")
                     raise
                 timings["calls"] += time.perf_counter() - t0
                 measure(ledger, k, warmup, schedule, declared, timings)
@@ -384,7 +384,7 @@ def soak_over_time(
     taken for a leak.
     """
     samples = _check_int("samples", samples, 2)
-    runner = Lifecycle(wait, None, what="soak_over_time()")
+    runner = Lifecycle(wait, None, what="reftrace.soak.soak_over_time()")
     try:
         budget = Budget(samples, samples, None)
         warmup = default_warmup(samples)
@@ -486,7 +486,7 @@ def _report(
     sample: Report | None = None
     if w.verdict != "not leaking" and samples:
         t2 = time.perf_counter()
-        sample, untracked = _sample_run(runner, growing, containers, samples, not live)
+        sample, untracked = _sample_run(runner, growing, containers, samples, not live, unit)
         types.extend(untracked)
         for container in containers:
             _attach_unmatched(container, sample)
@@ -757,6 +757,7 @@ def _sample_run(
     containers: list[GrowingContainer],
     samples: int,
     trace_stores: bool = True,
+    unit: str = "call",
 ) -> tuple[Report, list[TypeGrowth]]:
     """Call ``fn`` once more under ``watch()`` and track what the containers gain.
 
@@ -775,7 +776,7 @@ def _sample_run(
                 runner()
         except BaseException as exc:
             if hasattr(exc, "add_note"):
-                exc.add_note("(raised by the extra call reftrace.soak() runs under watch())")
+                exc.add_note(f"(raised by the extra {unit} {runner.what} runs under watch())")
             raise
         sampled = _track_new_items(w, held, before, samples)
     slots.clear()

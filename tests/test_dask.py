@@ -170,6 +170,34 @@ def test_a_clean_workload_and_a_bounded_cache_give_no_finding(client: Any, task:
     assert all(w.verdict != "leaking" for w in report.workers), report
 
 
+@pytest.mark.heavy
+def test_an_interrupted_survey_stops_measuring_on_every_worker(client: Any) -> None:
+    _reset(client)
+    before = client.run(_worker_state)
+    # Ctrl-C in a terminal, or a notebook's interrupt: SIGINT to the client's
+    # main thread while it waits for the workers.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            reftrace.dask.survey(client, duration=120, interval=1)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, handler)
+    assert time.monotonic() - started < 10
+    # each worker's thread ends at its next wait (a second at most, here)
+    deadline = time.monotonic() + 10
+    while True:
+        after = client.run(_worker_state)
+        if after == before or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    assert after == before
+    assert client.run(lambda: sorted(reftrace.dask._STOPS)) == {a: [] for a in after}
+
+
 def _watched(client: Any, watch: Any, fn: Callable[[int], int]) -> reftrace.cluster.ClusterReport:
     """``findings()`` once every worker sent a round of ``watch`` under a load of
     ``fn`` (or after two minutes); the plugin is unregistered after."""
