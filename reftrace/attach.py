@@ -522,6 +522,9 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
     it is asked to stop."""
     heartbeat = directory / "started.json"
     while True:
+        # Read "finished" before the result: the agent writes its result and then
+        # "finished", so a result missing after "finished" was seen is missing.
+        finished = (directory / "finished").exists()
         result = directory / "result.json"
         if result.exists():
             _await_finish(directory)
@@ -545,7 +548,7 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
                     f"{Path(__file__).resolve().parent}, or have reftrace installed)"
                 )
             raise AttachError(f"reftrace failed inside process {target.pid}: {what}")
-        if (directory / "finished").exists():
+        if finished:
             raise AttachError(f"reftrace stopped inside process {target.pid} with no result")
         if not _alive(target.pid):
             raise AttachError(f"process {target.pid} exited during the attach")

@@ -514,3 +514,27 @@ def test_a_heap_summary_from_the_target_cannot_write_control_sequences() -> None
     assert "\x1b" not in summary.text and "\x07" not in summary.text
     assert summary.text.splitlines()[0] == "heap snapshot: ok"
     assert HeapSummary(1, {"text": 42}).text == ""
+
+
+def test_a_result_written_between_two_checks_is_still_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The agent writes its result and then "finished", in its own thread, at any
+    # moment. Here both land just after the attaching side looked for a result
+    # and before it looks for "finished": the result is read, not lost.
+    from reftrace import attach as attach_module
+
+    exists = Path.exists
+    landed = []
+
+    def agent_finishes_now(path: Path) -> bool:
+        if path.name == "error" and not landed:
+            landed.append(True)
+            (path.parent / "result.json").write_text('{"verdict": "not leaking"}')
+            (path.parent / "finished").touch()
+        return exists(path)
+
+    monkeypatch.setattr(Path, "exists", agent_finishes_now)
+    target = attach_module.Target(os.getpid(), sys.version_info[:2], os.getuid(), sys.executable)
+    assert attach_module._wait_for_result(target, tmp_path, 10.0) == {"verdict": "not leaking"}
+    assert landed
