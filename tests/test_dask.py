@@ -72,45 +72,6 @@ def client() -> Iterator[Any]:
         yield c
 
 
-class Load:
-    """Submits batches of ``fn`` tasks until stopped, spread over the workers:
-    as fast as they run them, or ``per_second`` tasks a second."""
-
-    def __init__(
-        self, client: Any, fn: Callable[[int], int], per_second: float | None = None
-    ) -> None:
-        self.client = client
-        self.fn = fn
-        self.per_second = per_second
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        i = 0
-        try:
-            started = time.monotonic()
-            while not self.stop.is_set():
-                futures = self.client.map(self.fn, range(i, i + 40), pure=False)
-                self.client.gather(futures)
-                i += 40
-                pause = 0.05
-                if self.per_second is not None:
-                    pause = max(pause, started + i / self.per_second - time.monotonic())
-                self.stop.wait(pause)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-
-    def __enter__(self) -> Load:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=60)
-        assert self.error is None, self.error
-
-
 def _worker_state() -> dict[str, Any]:
     """On a worker: what a measurement must leave as it was (reftrace imported)."""
     import reftrace.dask  # noqa: F401  (its modules' own objects are in both counts)
@@ -147,7 +108,7 @@ def test_a_leak_in_a_task_is_one_finding_on_all_four_workers(client: Any, tmp_pa
     # whole suite on 2 cores (about 240 tasks a second): a load that runs as
     # fast as it can speeds up and slows down with the other tests, and a
     # worker whose leak slowed by a quarter is rightly "inconclusive, slowing".
-    with Load(client, dask_tasks.leaky, per_second=80):
+    with dask_tasks.Load(client, dask_tasks.leaky, per_second=80):
         time.sleep(1)
         report = reftrace.dask.survey(client, duration=24, interval=0.6)
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
@@ -182,7 +143,7 @@ def test_a_leak_in_a_task_is_one_finding_on_all_four_workers(client: Any, tmp_pa
 @pytest.mark.parametrize("task", ["clean", "cached"])
 def test_a_clean_workload_and_a_bounded_cache_give_no_finding(client: Any, task: str) -> None:
     _reset(client)
-    with Load(client, getattr(dask_tasks, task)):
+    with dask_tasks.Load(client, getattr(dask_tasks, task)):
         time.sleep(1)
         report = reftrace.dask.survey(client, duration=15, interval=0.5)
     assert report.findings == [], report
@@ -223,7 +184,7 @@ def _watched(client: Any, watch: Any, fn: Callable[[int], int]) -> reftrace.clus
     ``fn`` (or after two minutes); the plugin is unregistered after."""
     client.register_plugin(watch)
     try:
-        with Load(client, fn):
+        with dask_tasks.Load(client, fn):
             deadline = time.monotonic() + 120
             while True:
                 report = reftrace.dask.findings(client)
