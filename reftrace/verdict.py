@@ -403,8 +403,13 @@ def _decide(w: Weighing, second_look: bool, live: bool = False) -> None:
     if exact or w.buffers:
         if window < DECISIVE_WINDOW:
             w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "short"
-        elif settled:
+        elif w.regular:
             w.verdict, w.confidence = "leaking", "medium"
+        elif settled:
+            # Confirmed at its rate, yet with nothing that holds it and a
+            # growth that varies from call to call: a cache of many keys that
+            # fills over a thousand calls looks like this over a few hundred.
+            w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "irregular"
         else:
             w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "no holder"
         return
@@ -485,6 +490,11 @@ _WEAK_BECAUSE = {
         "rate (a cache filling from many keys looks like this)"
     ),
     "no holder": "not yet seen at the same rate a second time",
+    "irregular": (
+        "the growth varies from {unit} to {unit}, and with no holder only growth that "
+        "is the same every {unit} is called a leak (a cache filling from many keys "
+        "looks like this)"
+    ),
     "in flight": (
         "no container holds what grew, and the work in flight at each sample moves the "
         "counters too (a longer run, or a quieter time, settles it)"

@@ -167,6 +167,40 @@ def test_the_struct_modules_format_cache_is_bounded_not_a_leak() -> None:
     assert all(c.status != "unbounded" for c in sr.containers + sr.stopped), str(sr)
 
 
+class _Link:
+    def __init__(self, previous: _Link | None) -> None:
+        self.previous = previous
+
+
+_CHAIN: list[_Link | None] = [None]
+
+
+def test_growth_no_container_holds_is_a_leak_only_when_the_same_every_call() -> None:
+    # No container grows: each new link refers to the one before. One link a
+    # call is a leak. Growth that varies from call to call with nothing to
+    # name as its holder is also what a cache of many keys looks like while
+    # it fills over a thousand calls (jinja2's templates, compiled code): a
+    # few hundred calls cannot tell them apart, so it is never called leaking.
+    def regular() -> None:
+        _CHAIN[0] = _Link(_CHAIN[0])
+
+    calls = itertools.count()
+
+    def irregular() -> None:
+        for _ in range(next(calls) % 3 + 1):
+            _CHAIN[0] = _Link(_CHAIN[0])
+
+    try:
+        steady = reftrace.soak(regular, iterations=60)
+        assert (steady.verdict, steady.confidence) == ("leaking", "medium"), str(steady)
+        varying = reftrace.soak(irregular, iterations=60)
+        assert (varying.verdict, varying.confidence) == ("inconclusive", "low"), str(varying)
+        assert "with no holder only growth that is the same every call" in varying.reason
+        assert "no container on the heap holds them" in varying.reason
+    finally:
+        _CHAIN[0] = None
+
+
 def test_a_live_run_too_short_to_decide_asks_for_a_longer_one() -> None:
     from reftrace.soak import soak_over_time
 
