@@ -268,23 +268,31 @@ def test_cache_that_fills_during_warmup_then_plateaus_is_not_leaking() -> None:
     assert len(set(sr.objects[6:])) == 1
 
 
+def _empty_soak_alone(arguments: str) -> SoakReport:
+    """``reftrace.soak(lambda: None, <arguments>)`` in a process of its own.
+
+    tracemalloc counts every thread's blocks, and the test runner's threads
+    keep what they receive (more tests to run) at any time: a soak of nothing
+    in the runner's process may see a block or two it did not make.
+    """
+    import subprocess
+
+    code = (
+        "import json, reftrace\n"
+        f"sr = reftrace.soak(lambda: None, {arguments}, progress=False)\n"
+        "print(json.dumps(sr.to_dict()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return SoakReport.from_dict(json.loads(proc.stdout))
+
+
 def test_the_soak_does_not_measure_itself() -> None:
     # Everything the soak keeps (its series, type counts, container censuses)
     # is read before and after its bookkeeping and subtracted: an empty
     # lifecycle is flat, to the object; to the block but for a one-time step
     # the first census's code takes (the interpreter's first-use caches).
-    # In a process of its own: tracemalloc counts every thread's blocks, and the
-    # test runner's threads keep what they receive (more tests to run) at any time.
-    import subprocess
-
-    code = (
-        "import json, reftrace\n"
-        "sr = reftrace.soak(lambda: None, iterations=60, progress=False)\n"
-        "print(json.dumps(sr.to_dict()))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    sr = SoakReport.from_dict(json.loads(proc.stdout))
+    sr = _empty_soak_alone("iterations=60")
     assert sr.verdict == "not leaking" and sr.confidence == "high"
     assert len(set(sr.objects[sr.warmup :])) == 1
     assert max(sr.blocks[sr.warmup :]) - min(sr.blocks[sr.warmup :]) <= 3
@@ -522,7 +530,7 @@ def test_a_gc_callback_of_the_program_is_not_a_leak() -> None:
 
 
 def test_too_few_iterations_say_so() -> None:
-    sr = reftrace.soak(lambda: None, iterations=4, warmup=2)
+    sr = _empty_soak_alone("iterations=4, warmup=2")
     assert not sr.leaking
     assert sr.confidence == "low"
     assert "judged on only 2 calls after warm-up" in sr.reason
