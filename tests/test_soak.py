@@ -168,6 +168,10 @@ def test_the_struct_modules_format_cache_is_bounded_not_a_leak() -> None:
 
 
 class _Link:
+    # No __dict__: on 3.10 an instance's dict is a container of its own, which
+    # soak may follow as a holder.
+    __slots__ = ("previous",)
+
     def __init__(self, previous: _Link | None) -> None:
         self.previous = previous
 
