@@ -111,8 +111,10 @@ def test_strings_the_gc_does_not_track_still_count() -> None:
     sr = reftrace.soak(log_request, iterations=30)
     assert sr.leaking
     # Strings are invisible to the gc: the object count is flat, allocated blocks are not.
+    # One block a call; to the nearest block, as the test runner's own thread may
+    # allocate or free one during a call (tracemalloc counts every thread).
     assert not sr.objects_trend.growing
-    assert sr.blocks_trend.growing and sr.blocks_trend.per_iteration == 1
+    assert sr.blocks_trend.growing and round(sr.blocks_trend.per_iteration) == 1
     assert [c.expression for c in sr.containers] == ["LOG_LINES"]
     assert ("str", 1) in sr.containers[0].item_types
     assert any(t.name == "str" and not t.tracked for t in sr.types)
