@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from reftrace.attach_agent import BOOTSTRAP
 from reftrace.redact import clean
@@ -413,8 +413,33 @@ def _gdb(target: Target, gdb: str, code: str) -> None:
     commands = _GDB_SCRIPT.replace("{inline}", inline).replace("{code}", _c_string(code))
     with tempfile.NamedTemporaryFile("w", suffix=".gdb", delete=False) as out:
         out.write(commands)
-    # Its own session: a Ctrl-C at the terminal must not reach gdb while the
-    # target runs a call gdb made. The interrupt is taken once gdb is done.
+    # gdb writes to a file, not a pipe: a gdb left to finish (below) must not
+    # die of a broken pipe once this process is gone.
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as said:
+        try:
+            output = _run_gdb(target, gdb, out.name, said)
+        finally:
+            os.unlink(out.name)
+    if "REFTRACE-ATTACH" in output:
+        return
+    if "ptrace: Operation not permitted" in output:
+        raise AttachError(_not_permitted(target.pid, "ptrace: Operation not permitted"))
+    if "No such process" in output:
+        raise AttachError(f"process {target.pid} exited")
+    if "No symbol" in output:
+        raise AttachError(
+            f"gdb found no Python symbols in process {target.pid} (a static build without "
+            "its symbol table cannot be attached to)"
+        )
+    last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
+    raise AttachError(f"gdb could not attach to {target.pid}: {last[0]}")
+
+
+def _run_gdb(target: Target, gdb: str, commands: str, said: IO[str]) -> str:
+    """gdb's output, once it has run ``commands`` on the target and detached.
+
+    Its own session: a Ctrl-C at the terminal must not reach gdb while the
+    target runs a call gdb made; the interrupt is taken once gdb is done."""
     proc = subprocess.Popen(
         [
             gdb,
@@ -429,49 +454,61 @@ def _gdb(target: Target, gdb: str, code: str) -> None:
             "set auto-solib-add off",
             "-iex",
             "set debuginfod enabled off",
+            # nor the python-gdb.py helpers, whose refusal would be its last words
+            "-iex",
+            "set auto-load off",
             "-ex",
             "sharedlibrary libpython",
             "-x",
-            out.name,
+            commands,
         ],  # fmt: skip
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=said,
         stderr=subprocess.STDOUT,
-        text=True,
         start_new_session=True,
     )
     interrupted = False
     deadline = time.monotonic() + GDB_TIMEOUT
-    try:
-        while True:
-            try:
-                output, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
-                break
-            except KeyboardInterrupt:
-                interrupted = True
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise AttachError(
-                    f"gdb did not finish attaching to {target.pid} in {GDB_TIMEOUT:g} s"
-                ) from None
-    finally:
-        os.unlink(out.name)
+    while True:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+        except subprocess.TimeoutExpired:
+            # Not killed: gdb may be inside a call it made in the target, and
+            # a tracer killed then leaves the thread to return into gdb's
+            # breakpoint, which kills the process (SIGSEGV, seen on 3.11).
+            # Left alone, gdb finishes the call and detaches; the code it runs
+            # late finds its script gone and does nothing.
+            said.seek(0)
+            last = [line for line in said.read().splitlines() if line.strip()][-3:]
+            raise AttachError(
+                f"gdb did not finish attaching to {target.pid} in {GDB_TIMEOUT:g} s (most "
+                "often its main thread waits for the GIL, held by another thread in a long "
+                "C call). The attach is cancelled; gdb is left to finish and detach on its "
+                "own, as stopping it in the middle of a call would kill the process, and "
+                "the attach code does nothing when it runs late. Threads: "
+                f"{_thread_states(target.pid)}; gdb's last lines: {' | '.join(last) or 'none'}"
+            ) from None
     if interrupted:
         raise KeyboardInterrupt
-    if "REFTRACE-ATTACH" in output:
-        return
-    if "ptrace: Operation not permitted" in output:
-        raise AttachError(_not_permitted(target.pid, "ptrace: Operation not permitted"))
-    if "No such process" in output:
-        raise AttachError(f"process {target.pid} exited")
-    if "No symbol" in output:
-        raise AttachError(
-            f"gdb found no Python symbols in process {target.pid} (a static build without "
-            "its symbol table cannot be attached to)"
-        )
-    last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
-    raise AttachError(f"gdb could not attach to {target.pid}: {last[0]}")
+    said.seek(0)
+    return said.read()
+
+
+def _thread_states(pid: int) -> str:
+    """Each thread of ``pid`` as ``tid:state`` (``R`` running, ``S`` sleeping,
+    ``t`` stopped by a tracer, ``Z`` exited, not yet reaped): what a stuck
+    ptrace attach was waiting on."""
+    states = []
+    with contextlib.suppress(OSError):
+        for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
+            with contextlib.suppress(OSError, IndexError):
+                # the state follows the command name, which may hold spaces or ')'
+                stat = (task / "stat").read_text()
+                states.append(f"{task.name}:{stat[stat.rindex(')') + 2]}")
+    return " ".join(states) or "unknown"
 
 
 def _not_permitted(pid: int, detail: str) -> str:

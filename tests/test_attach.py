@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -429,6 +430,53 @@ def test_a_main_thread_blocked_on_a_lock_is_said_and_the_late_request_does_nothi
     out, err = target.communicate(timeout=60)
     assert target.returncode == 0, err
     assert (out, err) == ("woke True 1\n", "")
+
+
+@pytest.mark.skipif(
+    shutil.which("gdb") is None or platform.machine() != "x86_64",
+    reason="gdb runs the attach code at once only on x86-64",
+)
+def test_gdb_stuck_behind_a_long_c_call_is_left_to_finish_and_the_target_lives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The main thread waits in select() without the GIL, so gdb runs the attach
+    # code at once; another thread holds the GIL in one long C call, so gdb's
+    # call waits. Killing gdb then left the call to return into gdb's
+    # breakpoint: the target died of SIGSEGV once the C call ended. Now the
+    # attach is refused, gdb finishes on its own, the late code does nothing.
+    code = (
+        "import select, sys, threading, time\n"
+        "def hog():\n"
+        "    time.sleep(0.5)\n"
+        "    print('hogging', flush=True)\n"
+        "    sum(range(300_000_000))\n"
+        "threading.Thread(target=hog).start()\n"
+        "select.select([sys.stdin], [], [], 120)\n"
+        "time.sleep(0.5)\n"
+        "ours = [m for m in sys.modules if m.split('.')[0] == 'reftrace']\n"
+        "print(len(threading.enumerate()), ours)\n"
+    )
+    target = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert target.stdin is not None and target.stdout is not None
+    try:
+        assert target.stdout.readline() == "hogging\n"
+        time.sleep(0.2)
+        monkeypatch.setattr("reftrace.attach.GDB_TIMEOUT", 1.0)
+        with pytest.raises(AttachError, match="left to finish and detach on its own"):
+            attach(target.pid, snapshot=True, via="gdb")
+        target.stdin.write("go\n")
+        target.stdin.flush()
+        out, err = target.communicate(timeout=120)
+    finally:
+        target.kill()
+    assert target.returncode == 0, (target.returncode, err)
+    assert (out, err) == ("1 []\n", "")
 
 
 @pytest.mark.parametrize(
