@@ -603,10 +603,19 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
 
 
 def _await_finish(directory: Path, timeout: float = 10.0) -> None:
-    """Wait until the agent has cleaned up after itself (its thread is ending)."""
+    """Wait until the agent has cleaned up after itself and its thread is gone:
+    the attach returns with nothing of reftrace running in the target (and the
+    next attach never meets a thread on its way out)."""
     deadline = time.monotonic() + timeout
     while not (directory / "finished").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
+    try:
+        started = json.loads((directory / "started.json").read_text(encoding="utf-8"))
+        task = Path(f"/proc/{int(started['pid'])}/task/{int(started['thread'])}")
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an agent that never started, or one of an older reftrace
+    while task.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _stop(directory: Path) -> None:

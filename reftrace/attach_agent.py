@@ -24,6 +24,7 @@ import gc
 import json
 import os
 import sys
+import threading
 import time
 import tracemalloc
 from array import array
@@ -161,7 +162,12 @@ def run(directory: str) -> None:
     _write_json(
         directory,
         "started.json",
-        {"pid": os.getpid(), "python": list(sys.version_info[:3]), "started": time.time()},
+        {
+            "pid": os.getpid(),
+            "python": list(sys.version_info[:3]),
+            "started": time.time(),
+            "thread": threading.get_native_id(),
+        },
     )
     started_tracing = False
     if options.get("tracemalloc") and not tracemalloc.is_tracing():

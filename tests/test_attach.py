@@ -119,14 +119,10 @@ def _cli(
 
 
 def _left_nothing(s: Service, before: dict[str, Any]) -> None:
-    """The service looks as it did before the attach: reftrace's thread gone, its
-    modules and path removed, gc and tracemalloc as they were."""
-    deadline = time.monotonic() + 10
-    while True:
-        now = s.health()
-        if "reftrace-attach" not in now["threads"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
+    """The service looks as it did before the attach: reftrace's thread gone (the
+    attach returns once it has ended), its modules and path removed, gc and
+    tracemalloc as they were."""
+    now = s.health()
     assert now["threads"] == before["threads"]
     if sys.version_info[:2] == (3, 12) and now["gc"][2] == 0:
         # 3.12.0-3.12.1 freeze the tuples of static types themselves (immortal,
