@@ -233,7 +233,7 @@ def attach(
         )
         data = _wait_for_result(target, directory, interval)
     except KeyboardInterrupt:
-        _stop(directory)
+        _stop(directory, target.pid)
         raise
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -564,7 +564,7 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
         finished = (directory / "finished").exists()
         result = directory / "result.json"
         if result.exists():
-            _await_finish(directory)
+            _await_finish(directory, target.pid)
             try:
                 with open(result, encoding="utf-8") as src:
                     data = json.load(src)
@@ -594,7 +594,7 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
         except OSError:
             silent = 0.0
         if silent > interval + ANALYSIS_SLACK:
-            _stop(directory)
+            _stop(directory, target.pid)
             raise AttachError(
                 f"reftrace inside process {target.pid} gave no sign of life for "
                 f"{silent:.0f} s; the attach was stopped"
@@ -602,7 +602,7 @@ def _wait_for_result(target: Target, directory: Path, interval: float) -> dict[s
         time.sleep(0.1)
 
 
-def _await_finish(directory: Path, timeout: float = 10.0) -> None:
+def _await_finish(directory: Path, pid: int, timeout: float = 10.0) -> None:
     """Wait until the agent has cleaned up after itself and its thread is gone:
     the attach returns with nothing of reftrace running in the target (and the
     next attach never meets a thread on its way out)."""
@@ -611,18 +611,21 @@ def _await_finish(directory: Path, timeout: float = 10.0) -> None:
         time.sleep(0.02)
     try:
         started = json.loads((directory / "started.json").read_text(encoding="utf-8"))
-        task = Path(f"/proc/{int(started['pid'])}/task/{int(started['thread'])}")
+        thread = int(started["thread"])
     except (OSError, ValueError, KeyError, TypeError):
         return  # an agent that never started, or one of an older reftrace
+    if started.get("pid") != pid:
+        return  # the target sees itself under another pid (a container): its ids are not ours
+    task = Path(f"/proc/{pid}/task/{thread}")
     while task.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
-def _stop(directory: Path) -> None:
+def _stop(directory: Path, pid: int) -> None:
     """Ask the agent to stop, and wait (briefly) until it has."""
     try:
         (directory / "stop").touch()
     except OSError:
         return
     if (directory / "claimed").exists():
-        _await_finish(directory)
+        _await_finish(directory, pid)
