@@ -431,7 +431,7 @@ def _gdb(target: Target, gdb: str, code: str) -> None:
             f"gdb found no Python symbols in process {target.pid} (a static build without "
             "its symbol table cannot be attached to)"
         )
-    last = [line for line in output.splitlines() if line.strip()][-1:] or ["no output"]
+    last = _last_lines(output, 1) or ["no output"]
     raise AttachError(f"gdb could not attach to {target.pid}: {last[0]}")
 
 
@@ -482,7 +482,7 @@ def _run_gdb(target: Target, gdb: str, commands: str, said: IO[str]) -> str:
             # Left alone, gdb finishes the call and detaches; the code it runs
             # late finds its script gone and does nothing.
             said.seek(0)
-            last = [line for line in said.read().splitlines() if line.strip()][-3:]
+            last = _last_lines(said.read(), 3)
             raise AttachError(
                 f"gdb did not finish attaching to {target.pid} in {GDB_TIMEOUT:g} s (most "
                 "often its main thread waits for the GIL, held by another thread in a long "
@@ -504,11 +504,24 @@ def _thread_states(pid: int) -> str:
     states = []
     with contextlib.suppress(OSError):
         for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda p: int(p.name)):
-            with contextlib.suppress(OSError, IndexError):
-                # the state follows the command name, which may hold spaces or ')'
-                stat = (task / "stat").read_text()
-                states.append(f"{task.name}:{stat[stat.rindex(')') + 2]}")
+            state = _state(task / "stat")
+            if state is not None:  # None: the thread ended meanwhile
+                states.append(f"{task.name}:{state}")
     return " ".join(states) or "unknown"
+
+
+def _last_lines(text: str, count: int) -> list[str]:
+    """The last ``count`` lines of ``text`` that are not blank."""
+    return [line for line in text.splitlines() if line.strip()][-count:]
+
+
+def _state(stat: Path) -> str | None:
+    """The state letter of a ``/proc/.../stat`` file (None when it cannot be read).
+    It follows the command name, which may hold spaces or ')'."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def _not_permitted(pid: int, detail: str) -> str:
@@ -535,11 +548,8 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
+    state = _state(Path(f"/proc/{pid}/stat"))
+    return state is not None and state != "Z"
 
 
 def _started(target: Target, directory: Path, timeout: float) -> bool:

@@ -405,7 +405,7 @@ def _decide(w: Weighing, second_look: bool, live: bool = False) -> None:
             w.verdict, w.confidence, w.weak_because = "inconclusive", "low", "short"
         elif w.regular:
             w.verdict, w.confidence = "leaking", "medium"
-        elif settled:
+        elif w.confirmed:
             # Confirmed at its rate, yet with nothing that holds it and a
             # growth that varies from call to call: a cache of many keys that
             # fills over a thousand calls looks like this over a few hundred.
